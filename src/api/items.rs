@@ -1,0 +1,655 @@
+//! Create, read, update, delete and state changes for the five registry
+//! collections, written once over the [`Kind`] trait.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{JsonBody, Q, typed};
+use crate::auth::Principal;
+use crate::registry::input::*;
+use crate::registry::model::*;
+use crate::registry::snapshot::{Collection, Entry, Snapshot};
+use crate::store::{Record, StoreError, Tx};
+
+/// What a write carries besides the record itself.
+#[derive(Default)]
+pub struct Extra {
+    pub auth: Option<(String, Value)>,
+    pub assoc: AssociationInput,
+}
+
+pub trait Kind: Owned + Record + Clone + Send + Sync + 'static {
+    /// The key of the wrapped create shape (`{"tool": {...}}`).
+    const WRAPPER: &'static str;
+    const LABEL: &'static str;
+    type Input: DeserializeOwned + Send;
+
+    fn collection(s: &Snapshot) -> &Collection<Self>;
+    fn new_item(owner: &str, now: &str) -> Self;
+    fn placement(input: &Self::Input) -> &PlacementInput;
+    fn apply(input: Self::Input, item: &mut Self, create: bool) -> Result<Extra, InputError>;
+    fn set_common(&mut self, team: Option<String>, vis: Visibility, now: &str);
+    fn set_enabled(&mut self, enabled: bool);
+    fn set_auth(&mut self, _kind: String, _sealed: String) {}
+    fn name(&self) -> &str;
+
+    /// Checks references to other registry items.
+    fn check_refs(&self, _snap: &Snapshot, _p: &Principal, _extra: &Extra) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    /// Writes rows that belong to the item (associations) in the same transaction.
+    fn write_children(
+        &self,
+        _tx: &mut Tx<'_>,
+        _extra: &Extra,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
+}
+
+macro_rules! common_setters {
+    () => {
+        fn set_common(&mut self, team: Option<String>, vis: Visibility, now: &str) {
+            self.team_id = team;
+            self.visibility = vis;
+            self.updated_at = now.to_owned();
+        }
+        fn set_enabled(&mut self, enabled: bool) {
+            self.enabled = enabled;
+        }
+        fn name(&self) -> &str {
+            &self.name
+        }
+    };
+}
+
+impl Kind for Tool {
+    const WRAPPER: &'static str = "tool";
+    const LABEL: &'static str = "tool";
+    type Input = ToolInput;
+    fn collection(s: &Snapshot) -> &Collection<Self> {
+        &s.tools
+    }
+    fn new_item(owner: &str, now: &str) -> Self {
+        ToolInput::new_tool(owner, now)
+    }
+    fn placement(input: &ToolInput) -> &PlacementInput {
+        &input.placement
+    }
+    fn apply(input: ToolInput, item: &mut Self, create: bool) -> Result<Extra, InputError> {
+        Ok(Extra {
+            auth: input.apply(item, create)?,
+            ..Extra::default()
+        })
+    }
+    fn set_auth(&mut self, kind: String, sealed: String) {
+        self.auth_type = Some(kind);
+        self.auth_value = Some(sealed);
+    }
+    fn check_refs(&self, snap: &Snapshot, p: &Principal, _extra: &Extra) -> Result<(), ApiError> {
+        if let Some(g) = &self.gateway_id
+            && !snap.gateways.get(g).is_some_and(|e| p.can_see(&e.item))
+        {
+            return Err(bad("gateway_id", format!("unknown gateway {g}")).into());
+        }
+        Ok(())
+    }
+    common_setters!();
+}
+
+impl Kind for Gateway {
+    const WRAPPER: &'static str = "gateway";
+    const LABEL: &'static str = "gateway";
+    type Input = GatewayInput;
+    fn collection(s: &Snapshot) -> &Collection<Self> {
+        &s.gateways
+    }
+    fn new_item(owner: &str, now: &str) -> Self {
+        GatewayInput::new_gateway(owner, now)
+    }
+    fn placement(input: &GatewayInput) -> &PlacementInput {
+        &input.placement
+    }
+    fn apply(input: GatewayInput, item: &mut Self, create: bool) -> Result<Extra, InputError> {
+        Ok(Extra {
+            auth: input.apply(item, create)?,
+            ..Extra::default()
+        })
+    }
+    fn set_auth(&mut self, kind: String, sealed: String) {
+        self.auth_type = Some(kind);
+        self.auth_value = Some(sealed);
+    }
+    common_setters!();
+}
+
+impl Kind for Resource {
+    const WRAPPER: &'static str = "resource";
+    const LABEL: &'static str = "resource";
+    type Input = ResourceInput;
+    fn collection(s: &Snapshot) -> &Collection<Self> {
+        &s.resources
+    }
+    fn new_item(owner: &str, now: &str) -> Self {
+        ResourceInput::new_resource(owner, now)
+    }
+    fn placement(input: &ResourceInput) -> &PlacementInput {
+        &input.placement
+    }
+    fn apply(input: ResourceInput, item: &mut Self, create: bool) -> Result<Extra, InputError> {
+        input.apply(item, create)?;
+        Ok(Extra::default())
+    }
+    common_setters!();
+}
+
+impl Kind for Prompt {
+    const WRAPPER: &'static str = "prompt";
+    const LABEL: &'static str = "prompt";
+    type Input = PromptInput;
+    fn collection(s: &Snapshot) -> &Collection<Self> {
+        &s.prompts
+    }
+    fn new_item(owner: &str, now: &str) -> Self {
+        PromptInput::new_prompt(owner, now)
+    }
+    fn placement(input: &PromptInput) -> &PlacementInput {
+        &input.placement
+    }
+    fn apply(input: PromptInput, item: &mut Self, create: bool) -> Result<Extra, InputError> {
+        input.apply(item, create)?;
+        Ok(Extra::default())
+    }
+    common_setters!();
+}
+
+fn check_ids<T: Owned>(
+    field: &str,
+    ids: Option<&Vec<String>>,
+    coll: &Collection<T>,
+    p: &Principal,
+) -> Result<(), ApiError> {
+    for id in ids.into_iter().flatten() {
+        if !coll.get(id).is_some_and(|e| p.can_see(&e.item)) {
+            return Err(bad(field, format!("unknown id {id}")).into());
+        }
+    }
+    Ok(())
+}
+
+impl Kind for Server {
+    const WRAPPER: &'static str = "server";
+    const LABEL: &'static str = "server";
+    type Input = ServerInput;
+    fn collection(s: &Snapshot) -> &Collection<Self> {
+        &s.servers
+    }
+    fn new_item(owner: &str, now: &str) -> Self {
+        ServerInput::new_server(owner, now)
+    }
+    fn placement(input: &ServerInput) -> &PlacementInput {
+        &input.placement
+    }
+    fn apply(input: ServerInput, item: &mut Self, create: bool) -> Result<Extra, InputError> {
+        Ok(Extra {
+            assoc: input.apply(item, create)?,
+            ..Extra::default()
+        })
+    }
+    fn check_refs(&self, snap: &Snapshot, p: &Principal, extra: &Extra) -> Result<(), ApiError> {
+        check_ids(
+            "associated_tools",
+            extra.assoc.tools.as_ref(),
+            &snap.tools,
+            p,
+        )?;
+        check_ids(
+            "associated_resources",
+            extra.assoc.resources.as_ref(),
+            &snap.resources,
+            p,
+        )?;
+        check_ids(
+            "associated_prompts",
+            extra.assoc.prompts.as_ref(),
+            &snap.prompts,
+            p,
+        )
+    }
+    async fn write_children(&self, tx: &mut Tx<'_>, extra: &Extra) -> Result<(), StoreError> {
+        let a = &extra.assoc;
+        if let Some(ids) = &a.tools {
+            tx.replace_pairs(
+                "server_tool_association",
+                "server_id",
+                "tool_id",
+                &self.id,
+                ids,
+            )
+            .await?;
+        }
+        if let Some(ids) = &a.resources {
+            tx.replace_pairs(
+                "server_resource_association",
+                "server_id",
+                "resource_id",
+                &self.id,
+                ids,
+            )
+            .await?;
+        }
+        if let Some(ids) = &a.prompts {
+            tx.replace_pairs(
+                "server_prompt_association",
+                "server_id",
+                "prompt_id",
+                &self.id,
+                ids,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+    common_setters!();
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    include_inactive: bool,
+    tags: Option<String>,
+    team_id: Option<String>,
+    visibility: Option<String>,
+    gateway_id: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+    #[serde(default)]
+    include_pagination: bool,
+}
+
+pub const DEFAULT_LIMIT: usize = 50;
+pub const MAX_LIMIT: usize = 500;
+
+/// Serializes pre-rendered entries as a JSON array without re-serializing them.
+pub fn json_array<'a>(items: impl Iterator<Item = &'a serde_json::value::RawValue>) -> String {
+    let mut out = String::from("[");
+    for (i, raw) in items.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(raw.get());
+    }
+    out.push(']');
+    out
+}
+
+pub fn json_response(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+fn entry_response<T>(status: StatusCode, e: &Entry<T>) -> Response {
+    json_response(status, e.json.get().to_owned())
+}
+
+/// A page of visible items, filtered and cursor-paginated, from the snapshot.
+pub fn page<'s, T: Owned + Record>(
+    coll: &'s Collection<T>,
+    p: &Principal,
+    q: &ListQuery,
+) -> Result<(Vec<&'s Entry<T>>, Option<String>), ApiError> {
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(bad("limit", format!("must be between 1 and {MAX_LIMIT}")).into());
+    }
+    let visibility = match q.visibility.as_deref() {
+        None | Some("") => None,
+        Some(v) => Some(
+            Visibility::parse(v)
+                .ok_or_else(|| bad("visibility", "must be private, team or public"))?,
+        ),
+    };
+    let tags: Vec<String> = q
+        .tags
+        .as_deref()
+        .map(|t| {
+            t.split(',')
+                .map(|s| s.trim().to_ascii_lowercase())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    let mut next = None;
+    for e in coll.after(q.cursor.as_deref()) {
+        let it = &e.item;
+        let keep = (q.include_inactive || it.enabled())
+            && p.can_see(it)
+            && q.team_id.as_deref().is_none_or(|t| it.team_id() == Some(t))
+            && visibility.is_none_or(|v| it.visibility() == v)
+            && q.gateway_id
+                .as_deref()
+                .is_none_or(|g| it.gateway_id() == Some(g))
+            && (tags.is_empty() || it.tags().iter().any(|t| tags.contains(t)));
+        if !keep {
+            continue;
+        }
+        if out.len() == limit {
+            next = out.last().map(|l: &&Entry<T>| l.item.id().to_owned());
+            break;
+        }
+        out.push(&**e);
+    }
+    Ok((out, next))
+}
+
+pub fn list_response<T: Owned>(
+    entries: Vec<&Entry<T>>,
+    next: Option<String>,
+    paginated: bool,
+) -> Response {
+    let array = json_array(entries.iter().map(|e| &*e.json));
+    if paginated {
+        let next = serde_json::to_string(&next).expect("string serializes");
+        return json_response(
+            StatusCode::OK,
+            format!("{{\"items\":{array},\"nextCursor\":{next}}}"),
+        );
+    }
+    let mut resp = json_response(StatusCode::OK, array);
+    if let Some(n) = next
+        && let Ok(v) = HeaderValue::from_str(&n)
+    {
+        resp.headers_mut().insert("x-next-cursor", v);
+    }
+    resp
+}
+
+async fn list<K: Kind>(
+    State(st): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Q(q): Q<ListQuery>,
+) -> Result<Response, ApiError> {
+    let snap = st.registry.snapshot();
+    let (entries, next) = page(K::collection(&snap), &p, &q)?;
+    Ok(list_response(entries, next, q.include_pagination))
+}
+
+/// The visible entry with this id, or 404 (invisible items do not exist).
+fn visible<'s, K: Kind>(
+    snap: &'s Snapshot,
+    p: &Principal,
+    id: &str,
+) -> Result<&'s Arc<Entry<K>>, ApiError> {
+    K::collection(snap)
+        .get(id)
+        .filter(|e| p.can_see(&e.item))
+        .ok_or_else(|| ApiError::not_found(K::LABEL, id))
+}
+
+async fn get_one<K: Kind>(
+    State(st): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let snap = st.registry.snapshot();
+    Ok(entry_response(
+        StatusCode::OK,
+        visible::<K>(&snap, &p, &id)?,
+    ))
+}
+
+fn check_team(snap: &Snapshot, team: Option<&str>) -> Result<(), ApiError> {
+    if let Some(t) = team
+        && snap.teams.get(t).is_none()
+    {
+        return Err(bad("team_id", format!("unknown team {t}")).into());
+    }
+    Ok(())
+}
+
+fn conflict<K: Kind>(item: &K) -> impl FnOnce(StoreError) -> ApiError + '_ {
+    move |e| match e {
+        StoreError::Conflict(_) => ApiError::Conflict(format!(
+            "a {} named {} already exists here",
+            K::LABEL,
+            item.name()
+        )),
+        other => other.into(),
+    }
+}
+
+/// Seals credentials, checks references and writes `item` in one transaction,
+/// then rebuilds the snapshot and answers with the stored item.
+async fn save<K: Kind>(
+    st: &AppState,
+    p: &Principal,
+    mut item: K,
+    extra: Extra,
+    create: bool,
+) -> Result<Response, ApiError> {
+    let snap = st.registry.snapshot();
+    item.check_refs(&snap, p, &extra)?;
+    if let Some((kind, doc)) = &extra.auth {
+        item.set_auth(kind.clone(), st.sealer.seal(doc.to_string().as_bytes()));
+    }
+    let mut tx = st.registry.store().begin().await?;
+    if create {
+        tx.insert(&item).await.map_err(conflict(&item))?;
+    } else if !tx.update(&item).await.map_err(conflict(&item))? {
+        return Err(ApiError::not_found(K::LABEL, item.id()));
+    }
+    item.write_children(&mut tx, &extra).await?;
+    tx.commit().await?;
+    st.after_write().await;
+    let snap = st.registry.snapshot();
+    let status = if create {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    match K::collection(&snap).get(item.id()) {
+        Some(e) => Ok(entry_response(status, e)),
+        None => Err(ApiError::Unavailable(
+            "written, but the registry could not be reloaded".into(),
+        )),
+    }
+}
+
+async fn create<K: Kind>(
+    State(st): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let input: K::Input = typed(body.unwrap_as(K::WRAPPER))?;
+    let (team, vis) = K::placement(&input).resolve(None)?;
+    check_team(&st.registry.snapshot(), team.as_deref())?;
+    p.can_create(team.as_deref(), vis)
+        .map_err(ApiError::Forbidden)?;
+    let now = crate::util::now();
+    let mut item = K::new_item(&p.email, &now);
+    let extra = K::apply(input, &mut item, true)?;
+    item.set_common(team, vis, &now);
+    save(&st, &p, item, extra, true).await
+}
+
+async fn update<K: Kind>(
+    State(st): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let input: K::Input = typed(body.unwrap_as(K::WRAPPER))?;
+    let snap = st.registry.snapshot();
+    let current = visible::<K>(&snap, &p, &id)?;
+    if !p.can_modify(&current.item) {
+        return Err(ApiError::Forbidden(format!(
+            "not allowed to change this {}",
+            K::LABEL
+        )));
+    }
+    let was = (current.item.team_id(), current.item.visibility());
+    let (team, vis) = K::placement(&input).resolve(Some(was))?;
+    if (team.as_deref(), vis) != was {
+        check_team(&snap, team.as_deref())?;
+        p.can_create(team.as_deref(), vis)
+            .map_err(ApiError::Forbidden)?;
+    }
+    let mut item = current.item.clone();
+    let extra = K::apply(input, &mut item, false)?;
+    item.set_common(team, vis, &crate::util::now());
+    save(&st, &p, item, extra, false).await
+}
+
+async fn delete<K: Kind>(
+    State(st): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let snap = st.registry.snapshot();
+    let current = visible::<K>(&snap, &p, &id)?;
+    if !p.can_modify(&current.item) {
+        return Err(ApiError::Forbidden(format!(
+            "not allowed to delete this {}",
+            K::LABEL
+        )));
+    }
+    let mut tx = st.registry.store().begin().await?;
+    if !tx.delete(K::TABLE, &id).await? {
+        return Err(ApiError::not_found(K::LABEL, &id));
+    }
+    tx.commit().await?;
+    st.after_write().await;
+    Ok(axum::Json(serde_json::json!({
+        "status": "success",
+        "message": format!("{} {id} deleted", K::LABEL),
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct StateQuery {
+    activate: Option<bool>,
+}
+
+async fn set_state<K: Kind>(
+    State(st): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+    Q(q): Q<StateQuery>,
+) -> Result<Response, ApiError> {
+    let activate = q.activate.ok_or_else(|| {
+        ApiError::BadRequest("query parameter `activate=true|false` is required".into())
+    })?;
+    let snap = st.registry.snapshot();
+    let current = visible::<K>(&snap, &p, &id)?;
+    if !p.can_modify(&current.item) {
+        return Err(ApiError::Forbidden(format!(
+            "not allowed to change this {}",
+            K::LABEL
+        )));
+    }
+    let mut item = current.item.clone();
+    item.set_enabled(activate);
+    let (team, vis) = (item.team_id().map(str::to_owned), item.visibility());
+    item.set_common(team, vis, &crate::util::now());
+    save(&st, &p, item, Extra::default(), false).await
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Member {
+    Tools,
+    Resources,
+    Prompts,
+}
+
+async fn server_members(
+    st: AppState,
+    p: Arc<Principal>,
+    id: String,
+    q: ListQuery,
+    which: Member,
+) -> Result<Response, ApiError> {
+    let snap = st.registry.snapshot();
+    visible::<Server>(&snap, &p, &id)?;
+    let a = snap.associations.get(&id).cloned().unwrap_or_default();
+    let keep = |e_enabled: bool, visible: bool| visible && (q.include_inactive || e_enabled);
+    let body = match which {
+        Member::Tools => json_array(
+            a.associated_tools
+                .iter()
+                .filter_map(|i| snap.tools.get(i))
+                .filter(|e| keep(e.item.enabled, p.can_see(&e.item)))
+                .map(|e| &*e.json),
+        ),
+        Member::Resources => json_array(
+            a.associated_resources
+                .iter()
+                .filter_map(|i| snap.resources.get(i))
+                .filter(|e| keep(e.item.enabled, p.can_see(&e.item)))
+                .map(|e| &*e.json),
+        ),
+        Member::Prompts => json_array(
+            a.associated_prompts
+                .iter()
+                .filter_map(|i| snap.prompts.get(i))
+                .filter(|e| keep(e.item.enabled, p.can_see(&e.item)))
+                .map(|e| &*e.json),
+        ),
+    };
+    Ok(json_response(StatusCode::OK, body))
+}
+
+macro_rules! member_handler {
+    ($name:ident, $which:expr) => {
+        async fn $name(
+            State(st): State<AppState>,
+            Extension(p): Extension<Arc<Principal>>,
+            Path(id): Path<String>,
+            Q(q): Q<ListQuery>,
+        ) -> Result<Response, ApiError> {
+            server_members(st, p, id, q, $which).await
+        }
+    };
+}
+member_handler!(server_tools, Member::Tools);
+member_handler!(server_resources, Member::Resources);
+member_handler!(server_prompts, Member::Prompts);
+
+fn crud<K: Kind>(router: axum::Router<AppState>, base: &str) -> axum::Router<AppState> {
+    router
+        .route(base, get(list::<K>).post(create::<K>))
+        .route(
+            &format!("{base}/{{id}}"),
+            get(get_one::<K>).put(update::<K>).delete(delete::<K>),
+        )
+        .route(&format!("{base}/{{id}}/state"), post(set_state::<K>))
+}
+
+pub fn routes() -> axum::Router<AppState> {
+    let r = axum::Router::new();
+    let r = crud::<Tool>(r, "/tools");
+    let r = crud::<Gateway>(r, "/gateways");
+    let r = crud::<Resource>(r, "/resources");
+    let r = crud::<Prompt>(r, "/prompts");
+    let r = crud::<Server>(r, "/servers");
+    r.route("/servers/{id}/tools", get(server_tools))
+        .route("/servers/{id}/resources", get(server_resources))
+        .route("/servers/{id}/prompts", get(server_prompts))
+}

@@ -1,0 +1,116 @@
+//! The HTTP application on port 4444: the registry REST API under `/v1`
+//! (with the unversioned paths as deprecated aliases), health, version and
+//! metrics.
+
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod items;
+pub mod teams;
+pub mod tokens;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::auth::{Auth, bearer};
+use crate::config::Config;
+use crate::crypto::Sealer;
+use crate::observability::Metrics;
+use crate::registry::Registry;
+use error::ApiError;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub registry: Arc<Registry>,
+    pub auth: Arc<Auth>,
+    pub sealer: Sealer,
+    pub metrics: Arc<Metrics>,
+    pub started: Instant,
+}
+
+impl AppState {
+    /// After a committed registry write: rebuild the snapshot. If that
+    /// fails the write still stands; the sync task retries.
+    pub async fn after_write(&self) {
+        if let Err(e) = self.registry.reload().await {
+            tracing::warn!(error = %e, "registry reload after write failed");
+        }
+    }
+
+    pub async fn after_membership_change(&self) {
+        self.after_write().await;
+        self.auth.invalidate_principals();
+    }
+}
+
+async fn authenticate(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    let principal = if st.config.auth_required {
+        let token = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(bearer);
+        let Some(token) = token else {
+            return ApiError::Unauthorized("missing bearer token".into()).into_response();
+        };
+        match st.auth.authenticate(token).await {
+            Ok(p) => p,
+            Err(e) => return ApiError::from(e).into_response(),
+        }
+    } else {
+        st.auth.anonymous_admin()
+    };
+    req.extensions_mut().insert(principal);
+    next.run(req).await
+}
+
+async fn deprecated(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert("deprecation", HeaderValue::from_static("true"));
+    h.insert(
+        "sunset",
+        HeaderValue::from_static("Sat, 26 Sep 2026 00:00:00 GMT"),
+    );
+    resp
+}
+
+fn api_routes() -> axum::Router<AppState> {
+    items::routes()
+        .merge(teams::routes())
+        .merge(tokens::routes())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}
+
+pub fn router(state: AppState) -> axum::Router {
+    let mut protected = axum::Router::new()
+        .nest("/v1", api_routes())
+        .route("/metrics/prometheus", get(crate::observability::prometheus));
+    if state.config.legacy_api_enabled {
+        protected = protected.merge(api_routes().layer(middleware::from_fn(deprecated)));
+    }
+    let protected =
+        protected.route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    axum::Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/version", get(health::version))
+        .merge(protected)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::observability::track,
+        ))
+        .layer(DefaultBodyLimit::max(state.config.max_request_body_bytes))
+        .with_state(state)
+}

@@ -1,0 +1,356 @@
+//! Teams and their members. Membership changes drop cached principals so
+//! that new roles apply on this instance at once (elsewhere within
+//! `AUTH_CACHE_USER_TTL`).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Extension, Json};
+use serde_json::json;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{JsonBody, typed};
+use super::items::{json_array, json_response};
+use crate::auth::Principal;
+use crate::registry::input::{MemberInput, TeamInput, bad, check_email, description, team_name};
+use crate::registry::model::{Team, TeamMember, TeamRole, Visibility};
+use crate::registry::snapshot::Snapshot;
+use crate::store::{StoreError, Val};
+use crate::util::{new_id, now, slugify};
+
+fn team_visibility(v: Option<&str>, current: Visibility) -> Result<Visibility, ApiError> {
+    match v {
+        None => Ok(current),
+        Some("private") => Ok(Visibility::Private),
+        Some("public") => Ok(Visibility::Public),
+        Some(_) => Err(bad("visibility", "must be private or public").into()),
+    }
+}
+
+fn find<'s>(snap: &'s Snapshot, p: &Principal, id: &str) -> Result<&'s Team, ApiError> {
+    snap.teams
+        .get(id)
+        .map(|e| &e.item)
+        .filter(|t| snap.team_visible(p, t))
+        .ok_or_else(|| ApiError::not_found("team", id))
+}
+
+fn require_admin(snap: &Snapshot, p: &Principal, team: &str) -> Result<(), ApiError> {
+    if p.is_admin || snap.role_of(team, &p.email) == Some(TeamRole::TeamAdmin) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden("team_admin role required".into()))
+    }
+}
+
+async fn ensure_user(st: &AppState, email: &str) -> Result<(), ApiError> {
+    st.registry
+        .store()
+        .execute(
+            "INSERT INTO users (email, is_admin, is_active, created_at) VALUES ($1, 0, 1, $2) ON CONFLICT (email) DO NOTHING",
+            vec![email.into(), now().into()],
+        )
+        .await?;
+    Ok(())
+}
+
+async fn list(State(st): State<AppState>, Extension(p): Extension<Arc<Principal>>) -> Response {
+    let snap = st.registry.snapshot();
+    let body = json_array(
+        snap.teams
+            .iter()
+            .filter(|e| snap.team_visible(&p, &e.item))
+            .map(|e| &*e.json),
+    );
+    json_response(StatusCode::OK, body)
+}
+
+async fn get_one(
+    State(st): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let snap = st.registry.snapshot();
+    find(&snap, &p, &id)?;
+    Ok(json_response(
+        StatusCode::OK,
+        snap.teams.get(&id).expect("found").json.get().to_owned(),
+    ))
+}
+
+fn created_team(st: &AppState, id: &str, status: StatusCode) -> Result<Response, ApiError> {
+    let snap = st.registry.snapshot();
+    let e = snap.teams.get(id).ok_or_else(|| {
+        ApiError::Unavailable("written, but the registry could not be reloaded".into())
+    })?;
+    Ok(json_response(status, e.json.get().to_owned()))
+}
+
+async fn create(
+    State(st): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let input: TeamInput = typed(body.unwrap_as("team"))?;
+    let name = team_name(
+        input
+            .name
+            .as_deref()
+            .ok_or_else(|| bad("name", "is required"))?,
+    )?;
+    let slug = slugify(&name);
+    if slug.is_empty() {
+        return Err(bad("name", "must contain a letter or digit").into());
+    }
+    let ts = now();
+    let team = Team {
+        id: new_id(),
+        name,
+        slug,
+        description: description(input.description)?,
+        created_by: p.email.clone(),
+        is_personal: false,
+        visibility: team_visibility(input.visibility.as_deref(), Visibility::Private)?,
+        is_active: true,
+        created_at: ts.clone(),
+        updated_at: ts.clone(),
+    };
+    ensure_user(&st, &p.email).await?;
+    let mut tx = st.registry.store().begin().await?;
+    tx.insert(&team).await.map_err(|e| match e {
+        StoreError::Conflict(_) => {
+            ApiError::Conflict(format!("a team named {} already exists", team.name))
+        }
+        o => o.into(),
+    })?;
+    tx.insert(&TeamMember {
+        id: team.id.clone(),
+        team_id: team.id.clone(),
+        user_email: p.email.clone(),
+        role: TeamRole::TeamAdmin.as_str().into(),
+        joined_at: ts,
+    })
+    .await?;
+    tx.commit().await?;
+    st.after_membership_change().await;
+    created_team(&st, &team.id, StatusCode::CREATED)
+}
+
+async fn update(
+    State(st): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let input: TeamInput = typed(body.unwrap_as("team"))?;
+    let snap = st.registry.snapshot();
+    let mut team = find(&snap, &p, &id)?.clone();
+    require_admin(&snap, &p, &id)?;
+    if let Some(n) = input.name {
+        team.name = team_name(&n)?;
+        team.slug = slugify(&team.name);
+    }
+    if input.description.is_some() {
+        team.description = description(input.description)?;
+    }
+    team.visibility = team_visibility(input.visibility.as_deref(), team.visibility)?;
+    team.updated_at = now();
+    let mut tx = st.registry.store().begin().await?;
+    tx.update(&team).await.map_err(|e| match e {
+        StoreError::Conflict(_) => {
+            ApiError::Conflict(format!("a team named {} already exists", team.name))
+        }
+        o => o.into(),
+    })?;
+    tx.commit().await?;
+    st.after_write().await;
+    created_team(&st, &id, StatusCode::OK)
+}
+
+async fn delete(
+    State(st): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let snap = st.registry.snapshot();
+    find(&snap, &p, &id)?;
+    require_admin(&snap, &p, &id)?;
+    let mut tx = st.registry.store().begin().await?;
+    tx.delete("teams", &id).await.map_err(|e| match e {
+        StoreError::Referenced(_) => ApiError::Conflict(
+            "the team still owns registry items; move or delete them first".into(),
+        ),
+        o => o.into(),
+    })?;
+    tx.commit().await?;
+    st.after_membership_change().await;
+    Ok(Json(json!({"status": "success", "message": format!("team {id} deleted")})).into_response())
+}
+
+fn members_of(snap: &Snapshot, team: &str) -> Vec<TeamMember> {
+    snap.members.get(team).cloned().unwrap_or_default()
+}
+
+async fn list_members(
+    State(st): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let snap = st.registry.snapshot();
+    find(&snap, &p, &id)?;
+    if !p.is_admin && snap.role_of(&id, &p.email).is_none() {
+        return Err(ApiError::Forbidden(
+            "only members see the member list".into(),
+        ));
+    }
+    Ok(Json(members_of(&snap, &id)).into_response())
+}
+
+fn parse_role(v: Option<&str>, default: TeamRole) -> Result<TeamRole, ApiError> {
+    match v {
+        None => Ok(default),
+        Some(r) => TeamRole::parse(r)
+            .ok_or_else(|| bad("role", "must be team_admin, developer or viewer").into()),
+    }
+}
+
+async fn add_member(
+    State(st): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let input: MemberInput = typed(body.0)?;
+    let snap = st.registry.snapshot();
+    find(&snap, &p, &id)?;
+    require_admin(&snap, &p, &id)?;
+    let email = check_email(
+        "email",
+        input
+            .email
+            .as_deref()
+            .ok_or_else(|| bad("email", "is required"))?,
+    )?;
+    let role = parse_role(input.role.as_deref(), TeamRole::Viewer)?;
+    ensure_user(&st, &email).await?;
+    let member = TeamMember {
+        id: id.clone(),
+        team_id: id.clone(),
+        user_email: email.clone(),
+        role: role.as_str().into(),
+        joined_at: now(),
+    };
+    let mut tx = st.registry.store().begin().await?;
+    tx.insert(&member).await.map_err(|e| match e {
+        StoreError::Conflict(_) => ApiError::Conflict(format!("{email} is already a member")),
+        o => o.into(),
+    })?;
+    tx.commit().await?;
+    st.after_membership_change().await;
+    Ok((StatusCode::CREATED, Json(member)).into_response())
+}
+
+/// Refuses to leave a team without a team_admin.
+fn keeps_an_admin(
+    snap: &Snapshot,
+    team: &str,
+    changed: &str,
+    new_role: Option<TeamRole>,
+) -> Result<(), ApiError> {
+    let admins = members_of(snap, team)
+        .iter()
+        .filter(|m| {
+            let role = if m.user_email == changed {
+                new_role
+            } else {
+                TeamRole::parse(&m.role)
+            };
+            role == Some(TeamRole::TeamAdmin)
+        })
+        .count();
+    if admins == 0 {
+        return Err(ApiError::Conflict(
+            "a team needs at least one team_admin".into(),
+        ));
+    }
+    Ok(())
+}
+
+async fn update_member(
+    State(st): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path((id, email)): Path<(String, String)>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let input: MemberInput = typed(body.0)?;
+    let snap = st.registry.snapshot();
+    find(&snap, &p, &id)?;
+    require_admin(&snap, &p, &id)?;
+    let email = email.to_ascii_lowercase();
+    if snap.role_of(&id, &email).is_none() {
+        return Err(ApiError::not_found("member", &email));
+    }
+    let role = parse_role(input.role.as_deref(), TeamRole::Viewer)?;
+    keeps_an_admin(&snap, &id, &email, Some(role))?;
+    let mut tx = st.registry.store().begin().await?;
+    tx.execute(
+        "UPDATE team_members SET role = $1 WHERE team_id = $2 AND user_email = $3",
+        vec![
+            role.as_str().into(),
+            id.as_str().into(),
+            Val::from(email.as_str()),
+        ],
+    )
+    .await?;
+    tx.commit().await?;
+    st.after_membership_change().await;
+    let snap = st.registry.snapshot();
+    let m = members_of(&snap, &id)
+        .into_iter()
+        .find(|m| m.user_email == email);
+    Ok(Json(m).into_response())
+}
+
+async fn remove_member(
+    State(st): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path((id, email)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let snap = st.registry.snapshot();
+    find(&snap, &p, &id)?;
+    let email = email.to_ascii_lowercase();
+    if email != p.email {
+        require_admin(&snap, &p, &id)?;
+    }
+    if snap.role_of(&id, &email).is_none() {
+        return Err(ApiError::not_found("member", &email));
+    }
+    keeps_an_admin(&snap, &id, &email, None)?;
+    let mut tx = st.registry.store().begin().await?;
+    tx.execute(
+        "DELETE FROM team_members WHERE team_id = $1 AND user_email = $2",
+        vec![id.as_str().into(), email.as_str().into()],
+    )
+    .await?;
+    tx.commit().await?;
+    st.after_membership_change().await;
+    Ok(
+        Json(json!({"status": "success", "message": format!("{email} removed from team {id}")}))
+            .into_response(),
+    )
+}
+
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/teams", get(list).post(create))
+        .route("/teams/{id}", get(get_one).put(update).delete(delete))
+        .route("/teams/{id}/members", get(list_members).post(add_member))
+        .route(
+            "/teams/{id}/members/{email}",
+            put(update_member).delete(remove_member),
+        )
+}

@@ -1,0 +1,393 @@
+//! Configuration: a YAML file overlaid with environment variables that use
+//! the reference gateway's names (`PORT`, `DATABASE_URL`, `JWT_SECRET_KEY`, ...).
+//!
+//! A YAML key is the lower-case environment variable name. Unknown keys and
+//! bad values are errors that name the key.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid YAML: {message}")]
+    Yaml { path: PathBuf, message: String },
+    #[error("config file {0} must be a mapping of settings")]
+    NotAMapping(PathBuf),
+    #[error("unknown setting `{0}`")]
+    UnknownKey(String),
+    #[error("invalid value for `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Every setting of mcpgate. Field names are the lower-case environment names.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    pub environment: String,
+    pub database_url: String,
+    pub db_pool_size: u32,
+    pub db_max_overflow: u32,
+    pub db_pool_timeout: u64,
+    pub db_pool_recycle: u64,
+    pub db_prepare_threshold: u32,
+    pub jwt_secret_key: Option<String>,
+    pub jwt_algorithm: String,
+    pub jwt_public_key_path: Option<PathBuf>,
+    pub jwt_private_key_path: Option<PathBuf>,
+    pub jwt_audience: String,
+    pub jwt_issuer: String,
+    pub require_token_expiration: bool,
+    pub token_expiry: u64,
+    pub auth_required: bool,
+    pub platform_admin_email: String,
+    pub auth_encryption_secret: Option<String>,
+    pub auth_cache_enabled: bool,
+    pub auth_cache_user_ttl: u64,
+    pub auth_cache_revocation_ttl: u64,
+    pub auth_cache_team_ttl: u64,
+    pub auth_cache_role_ttl: u64,
+    pub auth_cache_teams_enabled: bool,
+    pub auth_cache_teams_ttl: u64,
+    pub auth_cache_batch_queries: bool,
+    pub auth_cache_max_entries: u64,
+    pub registry_sync_interval: u64,
+    pub max_request_body_bytes: usize,
+    pub max_json_depth: usize,
+    pub legacy_api_enabled: bool,
+    pub log_level: String,
+    pub log_format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: "127.0.0.1".into(),
+            port: 4444,
+            environment: "development".into(),
+            database_url: "sqlite://mcpgate.db".into(),
+            db_pool_size: 200,
+            db_max_overflow: 10,
+            db_pool_timeout: 30,
+            db_pool_recycle: 3600,
+            db_prepare_threshold: 5,
+            jwt_secret_key: None,
+            jwt_algorithm: "HS256".into(),
+            jwt_public_key_path: None,
+            jwt_private_key_path: None,
+            jwt_audience: "mcpgateway-api".into(),
+            jwt_issuer: "mcpgateway".into(),
+            require_token_expiration: true,
+            token_expiry: 10080,
+            auth_required: true,
+            platform_admin_email: "admin@example.com".into(),
+            auth_encryption_secret: None,
+            auth_cache_enabled: true,
+            auth_cache_user_ttl: 60,
+            auth_cache_revocation_ttl: 30,
+            auth_cache_team_ttl: 60,
+            auth_cache_role_ttl: 60,
+            auth_cache_teams_enabled: true,
+            auth_cache_teams_ttl: 60,
+            auth_cache_batch_queries: true,
+            auth_cache_max_entries: 100_000,
+            registry_sync_interval: 5,
+            max_request_body_bytes: 1 << 20,
+            max_json_depth: 30,
+            legacy_api_enabled: true,
+            log_level: "info".into(),
+            log_format: "text".into(),
+        }
+    }
+}
+
+/// Settings whose value is a secret: masked when printed.
+const SECRET_KEYS: &[&str] = &["jwt_secret_key", "auth_encryption_secret"];
+const ALGORITHMS: &[&str] = &[
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384",
+];
+
+impl Config {
+    /// Loads the YAML file (if any) and overlays the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_with_env(path, |k| std::env::var(k).ok())
+    }
+
+    /// As [`Config::load`], with the environment supplied by the caller.
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let defaults = match serde_json::to_value(Config::default()) {
+            Ok(Value::Object(m)) => m,
+            _ => unreachable!("Config serializes to a map"),
+        };
+        let mut merged = Map::new();
+        if let Some(path) = path {
+            merged = read_yaml(path)?;
+            if let Some(unknown) = merged.keys().find(|k| !defaults.contains_key(*k)) {
+                return Err(ConfigError::UnknownKey(unknown.clone()));
+            }
+        }
+        for (key, default) in &defaults {
+            if let Some(raw) = env(&key.to_ascii_uppercase()) {
+                merged.insert(key.clone(), env_value(key, &raw, default)?);
+            }
+        }
+        let config: Config = serde_path_to_error::deserialize(Value::Object(merged))
+            .map_err(|e| invalid(&e.path().to_string(), e.inner().to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.port == 0 {
+            return Err(invalid("port", "must be between 1 and 65535"));
+        }
+        if self.host.parse::<std::net::IpAddr>().is_err() && self.host != "localhost" {
+            return Err(invalid("host", "must be an IP address or `localhost`"));
+        }
+        if !ALGORITHMS.contains(&self.jwt_algorithm.as_str()) {
+            return Err(invalid(
+                "jwt_algorithm",
+                format!("must be one of {}", ALGORITHMS.join(", ")),
+            ));
+        }
+        if !self.jwt_algorithm.starts_with("HS") {
+            if self.jwt_public_key_path.is_none() {
+                return Err(invalid(
+                    "jwt_public_key_path",
+                    "is required for asymmetric algorithms",
+                ));
+            }
+        }
+        if !(self.database_url.starts_with("sqlite:")
+            || self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "database_url",
+                "must start with sqlite:, postgres:// or postgresql://",
+            ));
+        }
+        if self.db_pool_size == 0 {
+            return Err(invalid("db_pool_size", "must be at least 1"));
+        }
+        if self.db_pool_timeout == 0 {
+            return Err(invalid("db_pool_timeout", "must be at least 1 second"));
+        }
+        if self.max_request_body_bytes < 1024 {
+            return Err(invalid("max_request_body_bytes", "must be at least 1024"));
+        }
+        if self.max_json_depth == 0 {
+            return Err(invalid("max_json_depth", "must be at least 1"));
+        }
+        if tracing_subscriber::EnvFilter::try_new(self.log_filter()).is_err() {
+            return Err(invalid(
+                "log_level",
+                "must be one of trace, debug, info, warn, error",
+            ));
+        }
+        if !matches!(self.log_format.as_str(), "json" | "text") {
+            return Err(invalid("log_format", "must be json or text"));
+        }
+        if !self.platform_admin_email.contains('@') {
+            return Err(invalid("platform_admin_email", "must be an email address"));
+        }
+        Ok(())
+    }
+
+    pub fn log_filter(&self) -> String {
+        let level = self.log_level.to_ascii_lowercase();
+        match level.as_str() {
+            "critical" => "error".into(),
+            "warning" => "warn".into(),
+            _ => level,
+        }
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.environment.eq_ignore_ascii_case("production")
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        !self.database_url.starts_with("sqlite:")
+    }
+
+    /// Directory where generated secrets are kept: beside the SQLite file, or
+    /// the working directory for PostgreSQL.
+    pub fn state_dir(&self) -> PathBuf {
+        if let Some(rest) = self.database_url.strip_prefix("sqlite:") {
+            let file = rest.trim_start_matches("//");
+            let file = file.split('?').next().unwrap_or(file);
+            if let Some(parent) = Path::new(file).parent()
+                && !parent.as_os_str().is_empty()
+            {
+                return parent.to_path_buf();
+            }
+        }
+        PathBuf::from(".")
+    }
+
+    /// The effective configuration as YAML with secrets masked.
+    pub fn masked_yaml(&self) -> String {
+        let mut value = serde_json::to_value(self).expect("config serializes");
+        if let Value::Object(map) = &mut value {
+            for key in SECRET_KEYS {
+                if let Some(v) = map.get_mut(*key)
+                    && !v.is_null()
+                {
+                    *v = Value::String("********".into());
+                }
+            }
+            if let Some(Value::String(url)) = map.get_mut("database_url") {
+                *url = mask_url_password(url);
+            }
+        }
+        serde_yaml_ng::to_string(&value).unwrap_or_default()
+    }
+}
+
+fn mask_url_password(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("********"));
+            u.to_string()
+        }
+        _ => raw.to_owned(),
+    }
+}
+
+fn read_yaml(path: &Path) -> Result<Map<String, Value>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let value: Value = serde_yaml_ng::from_str(&text).map_err(|e| ConfigError::Yaml {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    match value {
+        Value::Object(m) => Ok(m),
+        Value::Null => Ok(Map::new()),
+        _ => Err(ConfigError::NotAMapping(path.to_path_buf())),
+    }
+}
+
+/// Converts an environment string to the JSON type of the setting's default.
+fn env_value(key: &str, raw: &str, default: &Value) -> Result<Value, ConfigError> {
+    let raw = raw.trim();
+    Ok(match default {
+        Value::Bool(_) => match raw.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Value::Bool(true),
+            "0" | "false" | "no" | "off" => Value::Bool(false),
+            _ => return Err(invalid(key, format!("`{raw}` is not a boolean"))),
+        },
+        Value::Number(_) => {
+            let n: u64 = raw
+                .parse()
+                .or_else(|_| raw.parse::<f64>().map(|f| f as u64))
+                .map_err(|_| invalid(key, format!("`{raw}` is not a non-negative number")))?;
+            Value::from(n)
+        }
+        _ if raw.is_empty() => Value::Null,
+        _ => Value::String(raw.to_owned()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(yaml: Option<&str>, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        if let Some(y) = yaml {
+            std::fs::write(&path, y).unwrap();
+        }
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load_with_env(yaml.map(|_| path.as_path()), |k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_reference() {
+        let c = load(None, &[]).unwrap();
+        assert_eq!(c.host, "127.0.0.1");
+        assert_eq!(c.port, 4444);
+        assert_eq!(c.jwt_algorithm, "HS256");
+        assert_eq!(c.auth_cache_revocation_ttl, 30);
+        assert!(!c.is_postgres());
+    }
+
+    #[test]
+    fn env_overrides_yaml() {
+        let c = load(
+            Some("port: 5000\nauth_required: true\n"),
+            &[("PORT", "6000"), ("AUTH_REQUIRED", "false")],
+        )
+        .unwrap();
+        assert_eq!(c.port, 6000);
+        assert!(!c.auth_required);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = load(Some("prot: 5000\n"), &[]).unwrap_err();
+        assert!(e.to_string().contains("prot"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = load(Some("port: nope\n"), &[]).unwrap_err();
+        assert!(e.to_string().contains("port"), "{e}");
+        let e = load(None, &[("DB_POOL_SIZE", "many")]).unwrap_err();
+        assert!(e.to_string().contains("db_pool_size"), "{e}");
+        let e = load(None, &[("JWT_ALGORITHM", "none")]).unwrap_err();
+        assert!(e.to_string().contains("jwt_algorithm"), "{e}");
+        let e = load(None, &[("DATABASE_URL", "mysql://x")]).unwrap_err();
+        assert!(e.to_string().contains("database_url"), "{e}");
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        let c = load(
+            None,
+            &[
+                ("JWT_SECRET_KEY", "topsecretvalue"),
+                ("DATABASE_URL", "postgresql://u:pw@h/db"),
+            ],
+        )
+        .unwrap();
+        let y = c.masked_yaml();
+        assert!(!y.contains("topsecretvalue"));
+        assert!(!y.contains(":pw@"));
+        assert!(y.contains("********"));
+    }
+
+    #[test]
+    fn state_dir_is_beside_the_sqlite_file() {
+        let c = load(None, &[("DATABASE_URL", "sqlite:///tmp/x/m.db")]).unwrap();
+        assert_eq!(c.state_dir(), PathBuf::from("/tmp/x"));
+        let c = load(None, &[]).unwrap();
+        assert_eq!(c.state_dir(), PathBuf::from("."));
+    }
+}

@@ -1,0 +1,12 @@
+//! mcpgate: an MCP gateway. See `README.md` and `DESIGN.md` in the shared
+//! reference for the architecture.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod crypto;
+pub mod observability;
+pub mod registry;
+pub mod server;
+pub mod store;
+pub mod util;

@@ -1,0 +1,205 @@
+//! The immutable in-memory registry the serving path reads. It is rebuilt
+//! from the database after every committed write (and when another instance
+//! bumps the registry version) and swapped atomically; readers never wait.
+//! Every item carries its public JSON, serialized once at build time.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::model::*;
+use crate::auth::Principal;
+
+/// An item with its pre-serialized public JSON.
+#[derive(Debug)]
+pub struct Entry<T> {
+    pub item: T,
+    pub json: Box<RawValue>,
+}
+
+#[derive(Debug)]
+pub struct Collection<T> {
+    items: Vec<Arc<Entry<T>>>,
+    ids: Vec<String>,
+    by_id: HashMap<String, usize>,
+}
+
+impl<T> Default for Collection<T> {
+    fn default() -> Self {
+        Collection {
+            items: Vec::new(),
+            ids: Vec::new(),
+            by_id: HashMap::new(),
+        }
+    }
+}
+
+impl<T> Collection<T> {
+    /// Items sorted by id (UUIDv7: creation order) with their JSON.
+    pub fn build(
+        mut items: Vec<T>,
+        id: impl Fn(&T) -> &str,
+        json: impl Fn(&T) -> Box<RawValue>,
+    ) -> Self {
+        items.sort_by(|a, b| id(a).cmp(id(b)));
+        let items: Vec<Arc<Entry<T>>> = items
+            .into_iter()
+            .map(|item| {
+                let json = json(&item);
+                Arc::new(Entry { item, json })
+            })
+            .collect();
+        let ids: Vec<String> = items.iter().map(|e| id(&e.item).to_owned()).collect();
+        let by_id = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), i))
+            .collect();
+        Collection { items, ids, by_id }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<Entry<T>>> {
+        self.by_id.get(id).map(|&i| &self.items[i])
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Entry<T>>> {
+        self.items.iter()
+    }
+
+    /// Items after `cursor` (an id), in order.
+    pub fn after(&self, cursor: Option<&str>) -> &[Arc<Entry<T>>] {
+        let start = cursor.map_or(0, |c| self.ids.partition_point(|id| id.as_str() <= c));
+        &self.items[start..]
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+pub fn raw<T: Serialize>(v: &T) -> Box<RawValue> {
+    serde_json::value::to_raw_value(v).expect("registry items serialize")
+}
+
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub version: i64,
+    pub tools: Collection<Tool>,
+    pub gateways: Collection<Gateway>,
+    pub resources: Collection<Resource>,
+    pub prompts: Collection<Prompt>,
+    pub servers: Collection<Server>,
+    pub associations: HashMap<String, Associations>,
+    pub teams: Collection<Team>,
+    pub members: HashMap<String, Vec<TeamMember>>,
+}
+
+#[derive(Serialize)]
+struct ServerView<'a> {
+    #[serde(flatten)]
+    server: &'a Server,
+    #[serde(flatten)]
+    associations: &'a Associations,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TeamView<'a> {
+    #[serde(flatten)]
+    team: &'a Team,
+    member_count: usize,
+}
+
+pub struct Parts {
+    pub version: i64,
+    pub tools: Vec<Tool>,
+    pub gateways: Vec<Gateway>,
+    pub resources: Vec<Resource>,
+    pub prompts: Vec<Prompt>,
+    pub servers: Vec<Server>,
+    pub server_tools: Vec<(String, String)>,
+    pub server_resources: Vec<(String, String)>,
+    pub server_prompts: Vec<(String, String)>,
+    pub teams: Vec<Team>,
+    pub members: Vec<TeamMember>,
+}
+
+impl Snapshot {
+    pub fn build(p: Parts) -> Snapshot {
+        let mut associations: HashMap<String, Associations> = HashMap::new();
+        for (s, t) in p.server_tools {
+            associations.entry(s).or_default().associated_tools.push(t);
+        }
+        for (s, r) in p.server_resources {
+            associations
+                .entry(s)
+                .or_default()
+                .associated_resources
+                .push(r);
+        }
+        for (s, pr) in p.server_prompts {
+            associations
+                .entry(s)
+                .or_default()
+                .associated_prompts
+                .push(pr);
+        }
+        let mut members: HashMap<String, Vec<TeamMember>> = HashMap::new();
+        for m in p.members {
+            members.entry(m.team_id.clone()).or_default().push(m);
+        }
+        let empty = Associations::default();
+        let servers = Collection::build(
+            p.servers,
+            |s| &s.id,
+            |s| {
+                raw(&ServerView {
+                    server: s,
+                    associations: associations.get(&s.id).unwrap_or(&empty),
+                })
+            },
+        );
+        let teams = Collection::build(
+            p.teams,
+            |t| &t.id,
+            |t| {
+                raw(&TeamView {
+                    team: t,
+                    member_count: members.get(&t.id).map_or(0, Vec::len),
+                })
+            },
+        );
+        Snapshot {
+            version: p.version,
+            tools: Collection::build(p.tools, |t| &t.id, raw),
+            gateways: Collection::build(p.gateways, |g| &g.id, raw),
+            resources: Collection::build(p.resources, |r| &r.id, raw),
+            prompts: Collection::build(p.prompts, |r| &r.id, raw),
+            servers,
+            associations,
+            teams,
+            members,
+        }
+    }
+
+    pub fn role_of(&self, team: &str, email: &str) -> Option<TeamRole> {
+        self.members
+            .get(team)
+            .and_then(|ms| ms.iter().find(|m| m.user_email == email))
+            .and_then(|m| TeamRole::parse(&m.role))
+    }
+
+    /// Teams a principal may see: members see their teams, everyone sees
+    /// public teams, an unrestricted admin sees all.
+    pub fn team_visible(&self, p: &Principal, team: &Team) -> bool {
+        p.is_admin
+            || team.visibility == Visibility::Public
+            || self.role_of(&team.id, &p.email).is_some()
+    }
+}

@@ -1,0 +1,478 @@
+//! Storage: one sqlx `Any` pool over SQLite (default) or PostgreSQL.
+//!
+//! Queries are written once with `$n` placeholders, which both drivers accept,
+//! against the portable schema in `migrations/`. The serving path never calls
+//! this module: it reads the registry snapshot and the auth cache. Every SQL
+//! statement goes through here and is counted, so tests and metrics can prove it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, Row};
+
+use crate::config::Config;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("duplicate: {0}")]
+    Conflict(String),
+    #[error("still referenced: {0}")]
+    Referenced(String),
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt in {table}.{column}: {message}")]
+    Corrupt {
+        table: &'static str,
+        column: &'static str,
+        message: String,
+    },
+}
+
+fn classify(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) => match db.kind() {
+            sqlx::error::ErrorKind::UniqueViolation => {
+                StoreError::Conflict(db.message().to_owned())
+            }
+            sqlx::error::ErrorKind::ForeignKeyViolation => {
+                StoreError::Referenced(db.message().to_owned())
+            }
+            _ => StoreError::Database(e),
+        },
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Database(e),
+    }
+}
+
+/// A value bound to a statement. The `Any` driver moves only a few scalar
+/// types, which is all the portable schema uses.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Val {
+    Text(Option<String>),
+    Int(Option<i64>),
+    Real(Option<f64>),
+}
+
+impl From<String> for Val {
+    fn from(v: String) -> Self {
+        Val::Text(Some(v))
+    }
+}
+impl From<&str> for Val {
+    fn from(v: &str) -> Self {
+        Val::Text(Some(v.to_owned()))
+    }
+}
+impl From<Option<String>> for Val {
+    fn from(v: Option<String>) -> Self {
+        Val::Text(v)
+    }
+}
+impl From<bool> for Val {
+    fn from(v: bool) -> Self {
+        Val::Int(Some(v as i64))
+    }
+}
+impl From<i64> for Val {
+    fn from(v: i64) -> Self {
+        Val::Int(Some(v))
+    }
+}
+impl From<Option<i64>> for Val {
+    fn from(v: Option<i64>) -> Self {
+        Val::Int(v)
+    }
+}
+impl From<f64> for Val {
+    fn from(v: f64) -> Self {
+        Val::Real(Some(v))
+    }
+}
+
+fn bind<'q>(mut q: Query<'q, Any, AnyArguments>, vals: Vec<Val>) -> Query<'q, Any, AnyArguments> {
+    for v in vals {
+        q = match v {
+            Val::Text(t) => q.bind(t),
+            Val::Int(i) => q.bind(i),
+            Val::Real(r) => q.bind(r),
+        };
+    }
+    q
+}
+
+/// A row type stored in one table, the first column being its `id`.
+pub trait Record: Sized + Send + Sync {
+    const TABLE: &'static str;
+    const COLUMNS: &'static [&'static str];
+    fn id(&self) -> &str;
+    fn values(&self) -> Vec<Val>;
+    fn from_row(row: &AnyRow) -> Result<Self, StoreError>;
+}
+
+/// Reads a column, naming it on failure.
+pub fn col<'r, T>(
+    row: &'r AnyRow,
+    table: &'static str,
+    column: &'static str,
+) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+{
+    row.try_get(column).map_err(|e| StoreError::Corrupt {
+        table,
+        column,
+        message: e.to_string(),
+    })
+}
+
+pub fn col_bool(
+    row: &AnyRow,
+    table: &'static str,
+    column: &'static str,
+) -> Result<bool, StoreError> {
+    Ok(col::<i64>(row, table, column)? != 0)
+}
+
+/// Reads a JSON text column into a value.
+pub fn col_json<T: serde::de::DeserializeOwned>(
+    row: &AnyRow,
+    table: &'static str,
+    column: &'static str,
+) -> Result<T, StoreError> {
+    let text: String = col(row, table, column)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+        table,
+        column,
+        message: e.to_string(),
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgresql",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    queries: Arc<AtomicU64>,
+}
+
+/// Adds driver options to the configured URL: SQLite creates its file;
+/// PostgreSQL with `DB_PREPARE_THRESHOLD=0` uses unnamed statements only, as
+/// PgBouncer's transaction pooling requires.
+fn connect_url(config: &Config) -> String {
+    let url = config.database_url.replace("postgresql://", "postgres://");
+    let sep = if url.contains('?') { '&' } else { '?' };
+    if url.starts_with("sqlite:") {
+        if url.contains("mode=") {
+            url
+        } else {
+            format!("{url}{sep}mode=rwc")
+        }
+    } else if config.db_prepare_threshold == 0 && !url.contains("statement-cache-capacity") {
+        format!("{url}{sep}statement-cache-capacity=0")
+    } else {
+        url
+    }
+}
+
+impl Store {
+    pub async fn connect(config: &Config) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if config.is_postgres() {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        };
+        // SQLite serialises writers; a handful of connections serve reads and
+        // avoid piling up writers on the file lock.
+        let max = match backend {
+            Backend::Postgres => config.db_pool_size + config.db_max_overflow,
+            Backend::Sqlite => (config.db_pool_size + config.db_max_overflow).min(8),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(config.db_pool_timeout))
+            .max_lifetime(Duration::from_secs(config.db_pool_recycle.max(1)))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&connect_url(config))
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(Store {
+            pool,
+            backend,
+            queries: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Number of SQL statements this store has run.
+    pub fn query_count(&self) -> u64 {
+        self.queries.load(Ordering::Relaxed)
+    }
+
+    fn count(&self) {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.count();
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.count();
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub async fn load_all<R: Record>(&self) -> Result<Vec<R>, StoreError> {
+        self.count();
+        let sql = format!(
+            "SELECT {} FROM {} ORDER BY {}",
+            R::COLUMNS.join(", "),
+            R::TABLE,
+            R::COLUMNS[0]
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter().map(R::from_row).collect()
+    }
+
+    /// Rows of a two-column association table, as (left, right) pairs.
+    pub async fn load_pairs(
+        &self,
+        table: &'static str,
+        left: &'static str,
+        right: &'static str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        self.count();
+        let sql = format!("SELECT {left}, {right} FROM {table} ORDER BY {left}, {right}");
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|r| Ok((col(r, table, left)?, col(r, table, right)?)))
+            .collect()
+    }
+
+    pub async fn fetch_optional<R: Record>(
+        &self,
+        filter_column: &'static str,
+        value: Val,
+    ) -> Result<Option<R>, StoreError> {
+        self.count();
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {filter_column} = $1",
+            R::COLUMNS.join(", "),
+            R::TABLE
+        );
+        let row = bind(sqlx::query(AssertSqlSafe(sql)), vec![value])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(R::from_row).transpose()
+    }
+
+    pub async fn fetch_where<R: Record>(
+        &self,
+        filter_column: &'static str,
+        value: Val,
+    ) -> Result<Vec<R>, StoreError> {
+        self.count();
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {filter_column} = $1 ORDER BY {}",
+            R::COLUMNS.join(", "),
+            R::TABLE,
+            R::COLUMNS[0]
+        );
+        let rows = bind(sqlx::query(AssertSqlSafe(sql)), vec![value])
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter().map(R::from_row).collect()
+    }
+
+    /// Runs one statement outside a transaction (used for single-row writes
+    /// that touch no registry data, such as token bookkeeping).
+    pub async fn execute(&self, sql: &'static str, vals: Vec<Val>) -> Result<u64, StoreError> {
+        self.count();
+        let r = bind(sqlx::query(sql), vals)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(r.rows_affected())
+    }
+
+    pub async fn exists(&self, sql: &'static str, vals: Vec<Val>) -> Result<bool, StoreError> {
+        self.count();
+        let row = bind(sqlx::query(sql), vals)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(row.is_some())
+    }
+
+    pub async fn registry_version(&self) -> Result<i64, StoreError> {
+        self.count();
+        let row = sqlx::query("SELECT version FROM registry_state WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        col(&row, "registry_state", "version")
+    }
+
+    pub async fn begin(&self) -> Result<Tx<'_>, StoreError> {
+        self.count();
+        let tx = self.pool.begin().await.map_err(classify)?;
+        Ok(Tx { store: self, tx })
+    }
+}
+
+/// A registry write. Committing bumps the registry version so that other
+/// instances reload their snapshot.
+pub struct Tx<'s> {
+    store: &'s Store,
+    tx: sqlx::Transaction<'static, Any>,
+}
+
+impl Tx<'_> {
+    async fn run(&mut self, sql: String, vals: Vec<Val>) -> Result<u64, StoreError> {
+        self.store.count();
+        let r = bind(sqlx::query(AssertSqlSafe(sql)), vals)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(classify)?;
+        Ok(r.rows_affected())
+    }
+
+    pub async fn insert<R: Record>(&mut self, r: &R) -> Result<(), StoreError> {
+        let placeholders: Vec<String> = (1..=R::COLUMNS.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            R::TABLE,
+            R::COLUMNS.join(", "),
+            placeholders.join(", ")
+        );
+        self.run(sql, r.values()).await.map(|_| ())
+    }
+
+    /// Updates every column but the id. Returns false when the row is gone.
+    pub async fn update<R: Record>(&mut self, r: &R) -> Result<bool, StoreError> {
+        let sets: Vec<String> = R::COLUMNS[1..]
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c} = ${}", i + 2))
+            .collect();
+        let sql = format!("UPDATE {} SET {} WHERE id = $1", R::TABLE, sets.join(", "));
+        Ok(self.run(sql, r.values()).await? > 0)
+    }
+
+    pub async fn delete(&mut self, table: &'static str, id: &str) -> Result<bool, StoreError> {
+        let sql = format!("DELETE FROM {table} WHERE id = $1");
+        Ok(self.run(sql, vec![id.into()]).await? > 0)
+    }
+
+    pub async fn execute(&mut self, sql: &'static str, vals: Vec<Val>) -> Result<u64, StoreError> {
+        self.run(sql.to_owned(), vals).await
+    }
+
+    /// Replaces the right-hand side of an association for one left id.
+    pub async fn replace_pairs(
+        &mut self,
+        table: &'static str,
+        left: &'static str,
+        right: &'static str,
+        left_id: &str,
+        right_ids: &[String],
+    ) -> Result<(), StoreError> {
+        self.run(
+            format!("DELETE FROM {table} WHERE {left} = $1"),
+            vec![left_id.into()],
+        )
+        .await?;
+        for id in right_ids {
+            self.run(
+                format!("INSERT INTO {table} ({left}, {right}) VALUES ($1, $2)"),
+                vec![left_id.into(), id.as_str().into()],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        self.run(
+            "UPDATE registry_state SET version = version + 1 WHERE id = 1".to_owned(),
+            vec![],
+        )
+        .await?;
+        self.store.count();
+        self.tx.commit().await.map_err(classify)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_url_adds_driver_options() {
+        let mut c = Config::default();
+        assert_eq!(connect_url(&c), "sqlite://mcpgate.db?mode=rwc");
+        c.database_url = "postgresql://u@h/db".into();
+        assert_eq!(connect_url(&c), "postgres://u@h/db");
+        c.db_prepare_threshold = 0;
+        assert_eq!(
+            connect_url(&c),
+            "postgres://u@h/db?statement-cache-capacity=0"
+        );
+    }
+}
