@@ -1,0 +1,213 @@
+//! Test harness: a real mcpgate on a real socket, over SQLite in a temp dir
+//! or over a fresh PostgreSQL database made for the test.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use mcpgate::config::Config;
+use mcpgate::server::{Running, start};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+pub const PG_ENV: &str = "MCPGATE_TEST_DATABASE_URL";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates one test per backend. The PostgreSQL one is ignored unless run
+/// with `--include-ignored` (scripts/test does that when
+/// MCPGATE_TEST_DATABASE_URL is set) and fails loudly without the URL.
+#[macro_export]
+macro_rules! both {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$body($crate::common::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "needs PostgreSQL: set MCPGATE_TEST_DATABASE_URL and pass --include-ignored (scripts/test does)"]
+            async fn postgres() {
+                super::$body($crate::common::Backend::Postgres).await
+            }
+        }
+    };
+}
+
+pub struct Db {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pg: Option<(String, String)>,
+}
+
+impl Db {
+    pub async fn new(backend: Backend) -> Db {
+        let dir = tempfile::tempdir().expect("temp dir");
+        match backend {
+            Backend::Sqlite => Db {
+                url: format!("sqlite://{}/mcpgate.db", dir.path().display()),
+                dir,
+                pg: None,
+            },
+            Backend::Postgres => {
+                let admin = std::env::var(PG_ENV).unwrap_or_else(|_| {
+                    panic!("{PG_ENV} is not set: the PostgreSQL suite needs a server, e.g. postgresql://postgres@127.0.0.1:5432/postgres")
+                });
+                let name = format!("mcpgate_t_{}", uuid::Uuid::new_v4().simple());
+                exec_pg(&admin, &format!("CREATE DATABASE {name}")).await;
+                let mut u = url::Url::parse(&admin).expect("valid PostgreSQL URL");
+                u.set_path(&format!("/{name}"));
+                Db {
+                    url: u.to_string(),
+                    dir,
+                    pg: Some((admin, name)),
+                }
+            }
+        }
+    }
+
+    pub async fn drop_db(&self) {
+        if let Some((admin, name)) = &self.pg {
+            exec_pg(
+                admin,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            )
+            .await;
+        }
+    }
+}
+
+async fn exec_pg(admin: &str, sql: &str) {
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(admin)
+        .await
+        .expect("connect to PostgreSQL");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut c)
+        .await
+        .expect("admin statement");
+}
+
+pub fn config_for(db: &Db) -> Config {
+    Config {
+        port: 0,
+        database_url: db.url.clone(),
+        jwt_secret_key: Some("test-secret-0123456789-0123456789-abcdef".into()),
+        auth_encryption_secret: Some("test-encryption-0123456789-0123456789".into()),
+        db_pool_size: 5,
+        db_max_overflow: 0,
+        registry_sync_interval: 0,
+        ..Config::default()
+    }
+}
+
+pub struct Gw {
+    pub running: Running,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub admin: String,
+}
+
+impl Gw {
+    pub async fn start(config: Config) -> Gw {
+        let running = start(config).await.expect("gateway starts");
+        let base = format!("http://{}", running.addr);
+        let admin = Self::token_with(&running, "admin@example.com", None, true);
+        Gw {
+            running,
+            base,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            admin,
+        }
+    }
+
+    pub fn token_with(
+        running: &Running,
+        email: &str,
+        teams: Option<Vec<String>>,
+        admin: bool,
+    ) -> String {
+        let signer = running.state.auth.signer();
+        signer
+            .sign(&signer.claims(email, 60, teams, admin))
+            .unwrap()
+    }
+
+    pub fn token(&self, email: &str) -> String {
+        Self::token_with(&self.running, email, None, false)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::GET, path, Some(token), None)
+            .await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::PUT, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::DELETE, path, Some(token), None)
+            .await
+    }
+
+    /// Creates a REST tool and returns its JSON.
+    pub async fn tool(&self, token: &str, body: Value) -> Value {
+        let (s, v) = self.post("/v1/tools", token, body).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v
+    }
+
+    pub async fn stop(self) {
+        self.running.stop().await.expect("clean stop");
+    }
+}
+
+pub fn rest_tool(name: &str) -> Value {
+    serde_json::json!({"name": name, "url": "https://api.example.com/x", "request_type": "POST"})
+}
+
+pub fn names(v: &Value) -> Vec<String> {
+    v.as_array()
+        .expect("a JSON array")
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
