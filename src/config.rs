@@ -156,9 +156,6 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.port == 0 {
-            return Err(invalid("port", "must be between 1 and 65535"));
-        }
         if self.host.parse::<std::net::IpAddr>().is_err() && self.host != "localhost" {
             return Err(invalid("host", "must be an IP address or `localhost`"));
         }
@@ -168,13 +165,11 @@ impl Config {
                 format!("must be one of {}", ALGORITHMS.join(", ")),
             ));
         }
-        if !self.jwt_algorithm.starts_with("HS") {
-            if self.jwt_public_key_path.is_none() {
-                return Err(invalid(
-                    "jwt_public_key_path",
-                    "is required for asymmetric algorithms",
-                ));
-            }
+        if !self.jwt_algorithm.starts_with("HS") && self.jwt_public_key_path.is_none() {
+            return Err(invalid(
+                "jwt_public_key_path",
+                "is required for asymmetric algorithms",
+            ));
         }
         if !(self.database_url.starts_with("sqlite:")
             || self.database_url.starts_with("postgres://")
@@ -389,5 +384,27 @@ mod tests {
         assert_eq!(c.state_dir(), PathBuf::from("/tmp/x"));
         let c = load(None, &[]).unwrap();
         assert_eq!(c.state_dir(), PathBuf::from("."));
+    }
+}
+
+#[cfg(test)]
+mod shipped_config {
+    use super::*;
+
+    /// The documented file lists every setting with its default.
+    #[test]
+    fn conf_file_documents_every_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/mcpgate.yaml");
+        let file = read_yaml(&path).unwrap();
+        let defaults = serde_json::to_value(Config::default()).unwrap();
+        let defaults = defaults.as_object().unwrap();
+        for key in defaults.keys() {
+            assert!(file.contains_key(key), "conf/mcpgate.yaml lacks `{key}`");
+        }
+        let loaded = Config::load_with_env(Some(&path), |_| None).unwrap();
+        assert_eq!(
+            serde_json::to_value(loaded).unwrap(),
+            serde_json::Value::Object(defaults.clone())
+        );
     }
 }

@@ -63,13 +63,13 @@ fn check_tool_name(v: &str) -> R<String> {
 }
 
 fn check_description(v: Option<String>) -> R<Option<String>> {
-    if let Some(d) = &v {
-        if d.len() > DESCRIPTION_MAX {
-            return Err(bad(
-                "description",
-                format!("must be at most {DESCRIPTION_MAX} bytes"),
-            ));
-        }
+    if let Some(d) = &v
+        && d.len() > DESCRIPTION_MAX
+    {
+        return Err(bad(
+            "description",
+            format!("must be at most {DESCRIPTION_MAX} bytes"),
+        ));
     }
     Ok(v)
 }

@@ -36,6 +36,7 @@ impl Visibility {
 }
 
 /// Column codecs used by the `record!` macro.
+#[allow(clippy::ptr_arg)]
 pub mod conv {
     use super::*;
 
@@ -401,6 +402,7 @@ pub struct TeamMember {
 
 // team_members has a composite key; `id` mirrors team_id for the Record seam
 // and is never written on its own.
+#[allow(clippy::misnamed_getters)]
 impl Record for TeamMember {
     const TABLE: &'static str = "team_members";
     const COLUMNS: &'static [&'static str] = &["team_id", "user_email", "role", "joined_at"];

@@ -1,0 +1,298 @@
+//! The `mcpgate` binary as a user runs it: serve with nothing configured,
+//! make a token, check config, migrate, refuse weak production secrets.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mcpgate");
+
+fn mcpgate(dir: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.current_dir(dir);
+    // A clean environment for the settings under test.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("JWT_")
+            || k.starts_with("DATABASE_")
+            || k == "PORT"
+            || k == "HOST"
+            || k == "ENVIRONMENT"
+            || k == "AUTH_ENCRYPTION_SECRET"
+            || k == "MCPGATE_CONFIG"
+        {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+struct Served {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `mcpgate serve` on a free port and waits for its banner.
+fn serve(dir: &Path) -> Served {
+    let mut child = mcpgate(dir)
+        .arg("serve")
+        .env("PORT", "0")
+        .env("LOG_LEVEL", "warn")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn mcpgate");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap().to_owned());
+            }
+        }
+    });
+    let base = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("mcpgate printed its address");
+    Served { child, base }
+}
+
+fn token(dir: &Path, extra: &[&str]) -> String {
+    let out = mcpgate(dir)
+        .args([
+            "token",
+            "create",
+            "--username",
+            "admin@example.com",
+            "--admin",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn get(base: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut req = reqwest::Client::new().get(format!("{base}{path}"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    })
+}
+
+#[test]
+fn version_flag() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        format!("mcpgate {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn serve_with_nothing_configured_then_token_then_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(dir.path());
+    assert_eq!(
+        get(&served.base, "/health", None),
+        (200, r#"{"status":"healthy"}"#.to_owned())
+    );
+    assert!(
+        dir.path().join("mcpgate.db").exists(),
+        "SQLite file created in the working directory"
+    );
+    let secrets = dir.path().join(".mcpgate-secrets.json");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&secrets).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let t = token(dir.path(), &[]);
+    assert_eq!(get(&served.base, "/v1/tools", Some(&t)).0, 200);
+    assert_eq!(get(&served.base, "/v1/tools", None).0, 401);
+    // A token signed with another secret is refused.
+    let forged = token(dir.path(), &["--secret", "some-other-secret"]);
+    assert_eq!(get(&served.base, "/v1/tools", Some(&forged)).0, 401);
+    // Graceful stop on SIGTERM, then the same secret after a restart.
+    let mut served = served;
+    #[cfg(unix)]
+    {
+        Command::new("kill")
+            .args(["-TERM", &served.child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = served.child.wait().unwrap();
+        assert!(status.success(), "exit on SIGTERM: {status}");
+    }
+    drop(served);
+    let served = serve(dir.path());
+    assert_eq!(get(&served.base, "/v1/tools", Some(&t)).0, 200);
+}
+
+#[test]
+fn config_check_names_bad_keys_and_masks_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        "port: 4444\njwt_secret_key: very-secret-value-0123456789-0123456789\n",
+    )
+    .unwrap();
+    let out = mcpgate(dir.path())
+        .args(["config", "check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("port: 4444"));
+    assert!(!text.contains("very-secret-value"));
+
+    std::fs::write(&cfg, "prot: 4444\n").unwrap();
+    let out = mcpgate(dir.path())
+        .args(["config", "check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`prot`"));
+
+    let out = mcpgate(dir.path())
+        .args(["config", "check"])
+        .env("DB_POOL_SIZE", "lots")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("db_pool_size"));
+}
+
+#[test]
+fn production_refuses_generated_and_weak_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = mcpgate(dir.path())
+        .arg("serve")
+        .env("ENVIRONMENT", "production")
+        .env("PORT", "0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("production") && err.contains("JWT_SECRET_KEY"),
+        "{err}"
+    );
+
+    let out = mcpgate(dir.path())
+        .arg("serve")
+        .env("ENVIRONMENT", "production")
+        .env("PORT", "0")
+        .env("JWT_SECRET_KEY", "changeme")
+        .env("AUTH_ENCRYPTION_SECRET", "x".repeat(40))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("well-known"));
+}
+
+#[test]
+fn migrate_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let out = mcpgate(dir.path()).arg("migrate").output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("migrations applied"));
+    }
+}
+
+/// `DATABASE_URL=postgresql://... mcpgate serve` against a fresh database.
+#[test]
+#[ignore = "needs PostgreSQL: set MCPGATE_TEST_DATABASE_URL and pass --include-ignored (scripts/test does)"]
+fn serve_on_postgresql() {
+    let admin = std::env::var("MCPGATE_TEST_DATABASE_URL")
+        .expect("MCPGATE_TEST_DATABASE_URL is not set: this test needs a PostgreSQL server");
+    let name = format!("mcpgate_t_{}", uuid::Uuid::new_v4().simple());
+    let psql = |sql: &str| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&admin).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                .execute(&mut c)
+                .await
+                .unwrap();
+        })
+    };
+    psql(&format!("CREATE DATABASE {name}"));
+    let mut url = url::Url::parse(&admin).unwrap();
+    url.set_path(&format!("/{name}"));
+    let url = url.to_string().replacen("postgres://", "postgresql://", 1);
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut cmd = mcpgate(dir.path());
+        cmd.arg("serve")
+            .env("PORT", "0")
+            .env("DATABASE_URL", &url)
+            .env("LOG_LEVEL", "warn")
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let banner = loop {
+            let line = rx.recv_timeout(Duration::from_secs(30)).expect("banner");
+            if line.contains("listening on") {
+                break line;
+            }
+        };
+        assert!(banner.contains("postgresql database"), "{banner}");
+        let base = banner
+            .split("listening on ")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned();
+        let served = Served { child, base };
+        let t = token(dir.path(), &[]);
+        assert_eq!(get(&served.base, "/health", None).0, 200);
+        assert_eq!(get(&served.base, "/ready", None).0, 200);
+        assert_eq!(get(&served.base, "/v1/tools", Some(&t)).0, 200);
+        drop(served);
+    }
+    psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+}
