@@ -258,3 +258,80 @@ async fn auth_off(backend: Backend) {
     db.drop_db().await;
 }
 both!(auth_required_false_opens_the_api, auth_off);
+
+fn openssl(args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl is needed to make test keys");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn asymmetric(backend: Backend) {
+    let db = Db::new(backend).await;
+    let dir = db.dir.path();
+    for (alg, keygen) in [
+        (
+            "RS256",
+            vec![
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+            ],
+        ),
+        (
+            "ES256",
+            vec![
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ],
+        ),
+    ] {
+        let private = dir.join(format!("{alg}.key"));
+        let public = dir.join(format!("{alg}.pub"));
+        let mut args = keygen.clone();
+        args.extend(["-out", private.to_str().unwrap()]);
+        openssl(&args);
+        openssl(&[
+            "pkey",
+            "-in",
+            private.to_str().unwrap(),
+            "-pubout",
+            "-out",
+            public.to_str().unwrap(),
+        ]);
+        let cfg = Config {
+            jwt_algorithm: alg.into(),
+            jwt_public_key_path: Some(public),
+            jwt_private_key_path: Some(private),
+            ..config_for(&db)
+        };
+        let gw = Gw::start(cfg.clone()).await;
+        let (s, v) = gw.get("/v1/tools", &gw.admin).await;
+        assert_eq!(s, StatusCode::OK, "{alg}: {v}");
+        // An HMAC token signed with the public key's bytes is refused.
+        let pem = std::fs::read_to_string(cfg.jwt_public_key_path.as_ref().unwrap()).unwrap();
+        let hs = Config {
+            jwt_algorithm: "HS256".into(),
+            ..cfg.clone()
+        };
+        let (s, _) = gw.get("/v1/tools", &forge(&hs, &pem, |_| {})).await;
+        assert_eq!(
+            s,
+            StatusCode::UNAUTHORIZED,
+            "{alg}: HS256 with the public key accepted"
+        );
+        gw.stop().await;
+    }
+    db.drop_db().await;
+}
+both!(rs256_and_es256_keys, asymmetric);

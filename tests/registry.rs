@@ -564,3 +564,25 @@ async fn cross_instance_sync(backend: Backend) {
     db.drop_db().await;
 }
 both!(other_instances_pick_up_writes, cross_instance_sync);
+
+async fn no_prepared_statements(backend: Backend) {
+    let db = Db::new(backend).await;
+    let gw = Gw::start(Config {
+        db_prepare_threshold: 0,
+        ..config_for(&db)
+    })
+    .await;
+    for i in 0..3 {
+        gw.tool(&gw.admin, rest_tool(&format!("p{i}"))).await;
+    }
+    assert_eq!(
+        names(&gw.get("/v1/tools", &gw.admin).await.1),
+        vec!["p0", "p1", "p2"]
+    );
+    gw.stop().await;
+    db.drop_db().await;
+}
+both!(
+    pgbouncer_mode_without_prepared_statements,
+    no_prepared_statements
+);
