@@ -1,0 +1,241 @@
+//! One dispatcher for every transport: the protocol-level methods
+//! (initialize, ping, logging, discovery, notifications) are answered here;
+//! feature methods go to an [`McpHandler`] (the gateway, or a test fixture).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::jsonrpc::{self, Message, RpcError};
+use super::protocol;
+use super::session::{Peer, Session};
+use crate::auth::Principal;
+
+pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Everything a handler knows about the request it serves.
+#[derive(Clone)]
+pub struct Ctx {
+    pub principal: Option<Arc<Principal>>,
+    pub server_id: Option<String>,
+    pub session: Option<Arc<Session>>,
+    pub peer: Peer,
+    pub request_id: Value,
+    pub progress_token: Option<Value>,
+    pub cancel: CancellationToken,
+    pub protocol_version: String,
+    pub meta: Value,
+}
+
+impl Ctx {
+    pub fn new(principal: Option<Arc<Principal>>, server_id: Option<String>) -> Ctx {
+        Ctx {
+            principal,
+            server_id,
+            session: None,
+            peer: Peer::default(),
+            request_id: Value::Null,
+            progress_token: None,
+            cancel: CancellationToken::new(),
+            protocol_version: protocol::LATEST.to_owned(),
+            meta: Value::Null,
+        }
+    }
+
+    /// Sends `notifications/progress` for this request, if the client asked.
+    pub fn progress(&self, progress: f64, total: Option<f64>, message: Option<&str>) {
+        if let Some(token) = &self.progress_token {
+            let mut p = json!({"progressToken": token, "progress": progress});
+            if let Some(t) = total {
+                p["total"] = json!(t);
+            }
+            if let Some(m) = message {
+                p["message"] = json!(m);
+            }
+            self.peer.notify("notifications/progress", p);
+        }
+    }
+}
+
+pub trait McpHandler: Send + Sync + 'static {
+    fn server_info(&self) -> Value;
+    fn capabilities(&self, ctx: &Ctx) -> Value;
+    fn instructions(&self) -> Option<String> {
+        None
+    }
+    /// Feature methods: tools, resources, prompts, completion.
+    fn handle<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        method: &'a str,
+        params: Value,
+    ) -> BoxFut<'a, Result<Box<RawValue>, RpcError>>;
+    /// Is this principal allowed to open this scope (a virtual server id)?
+    fn check_scope(
+        &self,
+        _principal: Option<&Principal>,
+        _server_id: Option<&str>,
+    ) -> Result<(), RpcError> {
+        Ok(())
+    }
+    /// Called when a downstream session ends.
+    fn session_closed(&self, _session: &Session) {}
+}
+
+pub struct Dispatcher<H: McpHandler> {
+    pub handler: Arc<H>,
+}
+
+impl<H: McpHandler> Clone for Dispatcher<H> {
+    fn clone(&self) -> Self {
+        Dispatcher {
+            handler: self.handler.clone(),
+        }
+    }
+}
+
+const LOG_LEVELS: &[&str] = &[
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+impl<H: McpHandler> Dispatcher<H> {
+    pub fn new(handler: Arc<H>) -> Self {
+        Dispatcher { handler }
+    }
+
+    /// Handles one message. Requests produce a serialized response;
+    /// notifications and client responses produce nothing.
+    pub async fn dispatch(&self, mut ctx: Ctx, msg: Message) -> Option<String> {
+        match msg {
+            Message::Request { id, method, params } => {
+                ctx.request_id = id.clone();
+                ctx.progress_token = params.pointer("/_meta/progressToken").cloned();
+                ctx.meta = params.get("_meta").cloned().unwrap_or(Value::Null);
+                if let Some(v) = ctx.meta.get(protocol::META_VERSION).and_then(Value::as_str) {
+                    ctx.protocol_version = v.to_owned();
+                } else if let Some(s) = &ctx.session {
+                    ctx.protocol_version = s.state().protocol_version;
+                }
+                if let Some(s) = &ctx.session {
+                    s.touch();
+                    let token = s.begin_request(&id);
+                    ctx.cancel = token;
+                }
+                let result = tokio::select! {
+                    r = self.request(&ctx, &method, params) => r,
+                    _ = ctx.cancel.cancelled() => Err(RpcError::new(jsonrpc::REQUEST_TIMEOUT, "request cancelled")),
+                };
+                if let Some(s) = &ctx.session {
+                    s.end_request(&id);
+                }
+                Some(match result {
+                    Ok(raw) => jsonrpc::success_raw(&id, &raw),
+                    Err(e) => jsonrpc::error(&id, &e).to_string(),
+                })
+            }
+            Message::Notification { method, params } => {
+                if let Some(s) = &ctx.session {
+                    s.touch();
+                    match method.as_str() {
+                        "notifications/initialized" => s.update(|st| st.initialized = true),
+                        "notifications/cancelled" => {
+                            if let Some(id) = params.get("requestId") {
+                                s.cancel_request(id);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                None
+            }
+            Message::Response { id, result } => {
+                if let Some(s) = &ctx.session {
+                    s.complete(&id, result);
+                }
+                None
+            }
+        }
+    }
+
+    async fn request(
+        &self,
+        ctx: &Ctx,
+        method: &str,
+        params: Value,
+    ) -> Result<Box<RawValue>, RpcError> {
+        match method {
+            "initialize" => self.initialize(ctx, params),
+            "ping" => Ok(jsonrpc::raw(&json!({}))),
+            "logging/setLevel" => {
+                let level = params.get("level").and_then(Value::as_str).unwrap_or("");
+                if !LOG_LEVELS.contains(&level) {
+                    return Err(RpcError::invalid_params(format!(
+                        "level must be one of {}",
+                        LOG_LEVELS.join(", ")
+                    )));
+                }
+                if let Some(s) = &ctx.session {
+                    s.update(|st| st.log_level = level.to_owned());
+                }
+                Ok(jsonrpc::raw(&json!({})))
+            }
+            "server/discover" => Ok(jsonrpc::raw(&json!({
+                "supportedVersions": protocol::SUPPORTED,
+                "capabilities": self.handler.capabilities(ctx),
+                "serverInfo": self.handler.server_info(),
+                "instructions": self.handler.instructions(),
+                "ttlMs": 60_000,
+                "cacheScope": "private",
+            }))),
+            _ => {
+                let params = if params.is_null() { json!({}) } else { params };
+                if !params.is_object() {
+                    return Err(RpcError::invalid_params("params must be an object"));
+                }
+                self.handler.handle(ctx, method, params).await
+            }
+        }
+    }
+
+    fn initialize(&self, ctx: &Ctx, params: Value) -> Result<Box<RawValue>, RpcError> {
+        let Some(requested) = params.get("protocolVersion").and_then(Value::as_str) else {
+            return Err(RpcError::invalid_params(
+                "initialize: protocolVersion is required",
+            ));
+        };
+        let version = protocol::negotiate(requested);
+        if let Some(s) = &ctx.session {
+            s.update(|st| {
+                st.protocol_version = version.to_owned();
+                st.client_capabilities = params
+                    .get("capabilities")
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+                st.client_info = params
+                    .get("clientInfo")
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+            });
+        }
+        let mut result = json!({
+            "protocolVersion": version,
+            "capabilities": self.handler.capabilities(ctx),
+            "serverInfo": self.handler.server_info(),
+        });
+        if let Some(i) = self.handler.instructions() {
+            result["instructions"] = json!(i);
+        }
+        Ok(jsonrpc::raw(&result))
+    }
+}

@@ -1,0 +1,628 @@
+//! HTTP transports: plain JSON-RPC (`POST /rpc`) and Streamable HTTP
+//! (`/mcp`, `/servers/{id}/mcp`): POST answered as JSON or as an SSE stream,
+//! the standalone GET stream, DELETE, sessions bound to their principal,
+//! protocol-version and Origin/Host checks.
+
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::dispatch::{Ctx, Dispatcher, McpHandler};
+use super::jsonrpc::{self, Message, RpcError};
+use super::protocol;
+use super::session::{Outbound, Peer, Session, Sessions};
+use crate::auth::Principal;
+
+pub const SESSION_HEADER: &str = "mcp-session-id";
+pub const VERSION_HEADER: &str = "mcp-protocol-version";
+/// JSON-RPC code for a header that contradicts the body (2026-07-28).
+pub const HEADER_MISMATCH: i64 = -32020;
+
+/// DNS-rebinding protection: which `Host` and `Origin` values are accepted.
+#[derive(Debug, Clone, Default)]
+pub struct OriginGuard {
+    /// Host names (no port); empty = any host.
+    pub allowed_hosts: Vec<String>,
+    /// Full origins (`scheme://host[:port]`); empty = same host as `Host`
+    /// or one of `allowed_hosts`.
+    pub allowed_origins: Vec<String>,
+}
+
+fn host_name(host_port: &str) -> String {
+    let h = host_port.trim().to_ascii_lowercase();
+    if let Some(rest) = h.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("").to_owned();
+    }
+    match h.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) && !name.contains(':') => {
+            name.to_owned()
+        }
+        _ => h,
+    }
+}
+
+impl OriginGuard {
+    /// A guard for a listener: loopback binds accept only loopback names.
+    pub fn for_bind(host: &str, extra_hosts: &[String], origins: &[String]) -> OriginGuard {
+        let loopback =
+            host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        let mut allowed_hosts: Vec<String> =
+            extra_hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
+        if loopback {
+            allowed_hosts.extend(["localhost", "127.0.0.1", "::1"].map(String::from));
+        }
+        OriginGuard {
+            allowed_hosts,
+            allowed_origins: origins
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+                .collect(),
+        }
+    }
+
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), String> {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(host_name);
+        if !self.allowed_hosts.is_empty() {
+            match &host {
+                Some(h) if self.allowed_hosts.iter().any(|a| a == h) => {}
+                Some(h) => return Err(format!("Host {h} is not allowed")),
+                None => return Err("a Host header is required".into()),
+            }
+        }
+        if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+            let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+            if origin == "null" {
+                return Err("Origin null is not allowed".into());
+            }
+            if !self.allowed_origins.is_empty() {
+                if !self.allowed_origins.contains(&origin) {
+                    return Err(format!("Origin {origin} is not allowed"));
+                }
+            } else {
+                let oh = url::Url::parse(&origin)
+                    .ok()
+                    .and_then(|u| u.host_str().map(host_name))
+                    .ok_or_else(|| format!("Origin {origin} is malformed"))?;
+                let ok = if self.allowed_hosts.is_empty() {
+                    host.as_deref() == Some(oh.as_str())
+                } else {
+                    self.allowed_hosts.contains(&oh)
+                };
+                if !ok {
+                    return Err(format!("Origin {origin} is not allowed"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+pub struct Endpoint<H: McpHandler> {
+    pub dispatcher: Dispatcher<H>,
+    pub sessions: Arc<Sessions>,
+    pub guard: OriginGuard,
+    pub keepalive: Duration,
+    pub stateful: bool,
+}
+
+fn owner_of(p: Option<&Principal>) -> String {
+    p.map_or_else(|| "anonymous".to_owned(), Principal::scope_key)
+}
+
+fn http_error(status: StatusCode, message: impl Into<String>) -> Response {
+    let message = message.into();
+    (
+        status,
+        axum::Json(
+            json!({"error": status.canonical_reason().unwrap_or("error"), "message": message}),
+        ),
+    )
+        .into_response()
+}
+
+fn rpc_error(status: StatusCode, id: Value, e: RpcError) -> Response {
+    (status, axum::Json(jsonrpc::error(&id, &e))).into_response()
+}
+
+fn json_response(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn accepts(headers: &HeaderMap, what: &str) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains(what) || v.contains("*/*"))
+}
+
+fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `POST /rpc`: one JSON-RPC message, a JSON answer, no session.
+pub async fn rpc<H: McpHandler>(
+    ep: &Endpoint<H>,
+    principal: Option<Arc<Principal>>,
+    body: Bytes,
+) -> Response {
+    let msg = match jsonrpc::parse(&body) {
+        Ok(m) => m,
+        Err((id, e)) => return rpc_error(StatusCode::BAD_REQUEST, id, e),
+    };
+    let ctx = Ctx::new(principal, None);
+    match ep.dispatcher.dispatch(ctx, msg).await {
+        Some(reply) => json_response(reply),
+        None => StatusCode::ACCEPTED.into_response(),
+    }
+}
+
+/// Common checks of every Streamable HTTP request; returns the session the
+/// request names, if any.
+fn preflight<H: McpHandler>(
+    ep: &Endpoint<H>,
+    principal: Option<&Principal>,
+    server_id: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Option<Arc<Session>>, Response> {
+    ep.guard
+        .check(headers)
+        .map_err(|m| http_error(StatusCode::FORBIDDEN, m))?;
+    if let Some(v) = header_str(headers, VERSION_HEADER)
+        && !protocol::is_supported(v)
+    {
+        return Err(http_error(
+            StatusCode::BAD_REQUEST,
+            format!("Unsupported protocol version: {v}"),
+        ));
+    }
+    ep.dispatcher
+        .handler
+        .check_scope(principal, server_id)
+        .map_err(|e| rpc_error(StatusCode::NOT_FOUND, Value::Null, e))?;
+    let Some(sid) = header_str(headers, SESSION_HEADER) else {
+        return Ok(None);
+    };
+    let session = ep
+        .sessions
+        .get(sid)
+        .filter(|s| s.owner == owner_of(principal) && s.server_id.as_deref() == server_id)
+        .ok_or_else(|| {
+            rpc_error(
+                StatusCode::NOT_FOUND,
+                Value::Null,
+                RpcError::not_found("Session not found"),
+            )
+        })?;
+    Ok(Some(session))
+}
+
+/// Checks of the stateless revision: headers must agree with the body.
+fn check_stateless_headers(headers: &HeaderMap, msg: &Message) -> Result<(), RpcError> {
+    let Some(method) = msg.method() else {
+        return Ok(());
+    };
+    let (Message::Request { params, .. } | Message::Notification { params, .. }) = msg else {
+        return Ok(());
+    };
+    if let Some(v) = params
+        .pointer("/_meta")
+        .and_then(|m| m.get(protocol::META_VERSION))
+        .and_then(Value::as_str)
+        && v != protocol::STATELESS
+    {
+        return Err(RpcError::new(
+            HEADER_MISMATCH,
+            format!("MCP-Protocol-Version header does not match _meta ({v})"),
+        ));
+    }
+    match header_str(headers, "mcp-method") {
+        Some(m) if m == method => {}
+        Some(m) => {
+            return Err(RpcError::new(
+                HEADER_MISMATCH,
+                format!("Mcp-Method header {m} does not match {method}"),
+            ));
+        }
+        None => {
+            return Err(RpcError::new(
+                HEADER_MISMATCH,
+                "Mcp-Method header is required",
+            ));
+        }
+    }
+    let name = params
+        .get("name")
+        .or_else(|| params.get("uri"))
+        .and_then(Value::as_str);
+    if let (Some(h), Some(n)) = (header_str(headers, "mcp-name"), name)
+        && h != n
+    {
+        return Err(RpcError::new(
+            HEADER_MISMATCH,
+            format!("Mcp-Name header {h} does not match {n}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /mcp`.
+pub async fn post<H: McpHandler>(
+    ep: &Endpoint<H>,
+    principal: Option<Arc<Principal>>,
+    server_id: Option<String>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let session = match preflight(ep, principal.as_deref(), server_id.as_deref(), headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Some(ct) = header_str(headers, "content-type")
+        && !ct.to_ascii_lowercase().starts_with("application/json")
+    {
+        return http_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json",
+        );
+    }
+    if headers.contains_key(header::ACCEPT)
+        && !accepts(headers, "application/json")
+        && !accepts(headers, "text/event-stream")
+    {
+        return http_error(
+            StatusCode::NOT_ACCEPTABLE,
+            "Accept must include application/json and text/event-stream",
+        );
+    }
+    let msg = match jsonrpc::parse(&body) {
+        Ok(m) => m,
+        Err((id, e)) => return rpc_error(StatusCode::BAD_REQUEST, id, e),
+    };
+    let stateless = header_str(headers, VERSION_HEADER) == Some(protocol::STATELESS);
+    if stateless && let Err(e) = check_stateless_headers(headers, &msg) {
+        let id = match &msg {
+            Message::Request { id, .. } => id.clone(),
+            _ => Value::Null,
+        };
+        return rpc_error(StatusCode::BAD_REQUEST, id, e);
+    }
+    let is_initialize = msg.method() == Some("initialize");
+    let (session, new_session) = match (is_initialize && ep.stateful && !stateless, session) {
+        (true, _) => {
+            let s = Session::new(
+                owner_of(principal.as_deref()),
+                server_id.clone(),
+                protocol::LATEST,
+            );
+            if !ep.sessions.insert(s.clone()) {
+                return http_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many open MCP sessions",
+                );
+            }
+            (Some(s), true)
+        }
+        (false, s) => (s, false),
+    };
+    if let Message::Request { .. } = msg {
+    } else {
+        let mut ctx = Ctx::new(principal, server_id);
+        ctx.session = session;
+        ep.dispatcher.dispatch(ctx, msg).await;
+        return StatusCode::ACCEPTED.into_response();
+    }
+    let stateless_unknown = stateless && !is_known_method(msg.method().unwrap_or(""));
+    let (tx, mut rx) = mpsc::unbounded_channel::<Outbound>();
+    let mut ctx = Ctx::new(principal, server_id);
+    ctx.session = session.clone();
+    ctx.peer = Peer {
+        stream: Some(tx.clone()),
+        session: session.clone(),
+    };
+    let dispatcher = ep.dispatcher.clone();
+    tokio::spawn(async move {
+        if let Some(reply) = dispatcher.dispatch(ctx, msg).await {
+            let _ = tx.send(Outbound {
+                json: reply,
+                last: true,
+            });
+        }
+    });
+    let Some(first) = rx.recv().await else {
+        return http_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "request produced no response",
+        );
+    };
+    let mut resp = if first.last || !accepts(headers, "text/event-stream") {
+        // A plain JSON answer: either nothing else was said, or the client
+        // cannot take a stream (then intermediate messages are dropped).
+        let mut last = first;
+        while !last.last {
+            match rx.recv().await {
+                Some(m) => last = m,
+                None => {
+                    return http_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "request produced no response",
+                    );
+                }
+            }
+        }
+        let status = if stateless_unknown && last.json.contains("\"code\":-32601") {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::OK
+        };
+        (status, json_response(last.json)).into_response()
+    } else {
+        sse_response(session.clone(), first, rx, ep.keepalive)
+    };
+    if new_session && let Some(s) = &session {
+        resp.headers_mut().insert(
+            SESSION_HEADER,
+            HeaderValue::from_str(&s.id).expect("hex session id"),
+        );
+    }
+    resp
+}
+
+fn is_known_method(m: &str) -> bool {
+    matches!(
+        m,
+        "initialize"
+            | "ping"
+            | "logging/setLevel"
+            | "server/discover"
+            | "tools/list"
+            | "tools/call"
+            | "resources/list"
+            | "resources/read"
+            | "resources/templates/list"
+            | "resources/subscribe"
+            | "resources/unsubscribe"
+            | "prompts/list"
+            | "prompts/get"
+            | "completion/complete"
+            | "subscriptions/listen"
+    )
+}
+
+fn sse_headers(resp: &mut Response) {
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-transform"),
+    );
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+}
+
+fn frame(id: &str, data: &str) -> Bytes {
+    Bytes::from(format!("id: {id}\ndata: {data}\n\n"))
+}
+
+/// An SSE response carrying `first` and then every message until the final
+/// one. Events are recorded in the session for `Last-Event-ID` replay.
+fn sse_response(
+    session: Option<Arc<Session>>,
+    first: Outbound,
+    rx: mpsc::UnboundedReceiver<Outbound>,
+    keepalive: Duration,
+) -> Response {
+    let stream_id = session.as_ref().map_or(0, |s| s.new_stream_id());
+    let state = (
+        Some(first),
+        rx,
+        session,
+        0u64,
+        false,
+        tokio::time::interval(keepalive),
+    );
+    let stream = futures_util::stream::unfold(
+        state,
+        move |(pending, mut rx, session, mut seq, done, mut tick)| async move {
+            if done {
+                return None;
+            }
+            let next = match pending {
+                Some(m) => Some(m),
+                None => loop {
+                    tokio::select! {
+                        m = rx.recv() => break m,
+                        _ = tick.tick() => {
+                            if seq > 0 {
+                                return Some((Ok::<Bytes, Infallible>(Bytes::from_static(b": keepalive\n\n")), (None, rx, session, seq, false, tick)));
+                            }
+                        }
+                    }
+                },
+            };
+            let m = next?;
+            seq += 1;
+            let id = match &session {
+                Some(s) => s.record_event(stream_id, seq, &m.json),
+                None => format!("{stream_id}_{seq}"),
+            };
+            let last = m.last;
+            Some((
+                Ok(frame(&id, &m.json)),
+                (None, rx, session, seq, last, tick),
+            ))
+        },
+    );
+    let mut resp = Response::new(Body::from_stream(stream));
+    sse_headers(&mut resp);
+    resp
+}
+
+/// `GET /mcp`: the standalone server-to-client stream of a session, with
+/// replay after `Last-Event-ID`.
+pub async fn get<H: McpHandler>(
+    ep: &Endpoint<H>,
+    principal: Option<Arc<Principal>>,
+    server_id: Option<String>,
+    headers: &HeaderMap,
+) -> Response {
+    let session = match preflight(ep, principal.as_deref(), server_id.as_deref(), headers) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return http_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "GET needs an Mcp-Session-Id (this endpoint has no sessionless stream)",
+            );
+        }
+        Err(r) => return r,
+    };
+    if !accepts(headers, "text/event-stream") {
+        return http_error(
+            StatusCode::NOT_ACCEPTABLE,
+            "Accept must include text/event-stream",
+        );
+    }
+    let replay: Vec<(u64, u64, String)> = match header_str(headers, "last-event-id") {
+        Some(last) => match session.replay_after(last) {
+            Some((stream, events)) => events
+                .into_iter()
+                .map(|(seq, d)| (stream, seq, d))
+                .collect(),
+            None => return http_error(StatusCode::BAD_REQUEST, "malformed Last-Event-ID"),
+        },
+        None => Vec::new(),
+    };
+    let (tx, rx) = mpsc::unbounded_channel::<Outbound>();
+    if !session.attach_get_stream(tx) {
+        return http_error(
+            StatusCode::CONFLICT,
+            "this session already has an open GET stream",
+        );
+    }
+    session.touch();
+    let stream_id = session.new_stream_id();
+    let closed = session.closed.clone();
+    let keepalive = ep.keepalive;
+    let replayed = futures_util::stream::iter(
+        replay
+            .into_iter()
+            .map(|(s, q, d)| Ok::<Bytes, Infallible>(frame(&format!("{s}_{q}"), &d))),
+    );
+    let live = futures_util::stream::unfold(
+        (rx, session, 0u64, tokio::time::interval(keepalive), closed),
+        move |(mut rx, session, mut seq, mut tick, closed)| async move {
+            tokio::select! {
+                m = rx.recv() => {
+                    let m = m?;
+                    seq += 1;
+                    let id = session.record_event(stream_id, seq, &m.json);
+                    Some((Ok(frame(&id, &m.json)), (rx, session, seq, tick, closed)))
+                }
+                _ = tick.tick() => Some((Ok(Bytes::from_static(b": keepalive\n\n")), (rx, session, seq, tick, closed))),
+                _ = closed.cancelled() => None,
+            }
+        },
+    );
+    let mut resp = Response::new(Body::from_stream(replayed.chain(live)));
+    sse_headers(&mut resp);
+    resp
+}
+
+/// `DELETE /mcp`: ends a session.
+pub async fn delete<H: McpHandler>(
+    ep: &Endpoint<H>,
+    principal: Option<Arc<Principal>>,
+    server_id: Option<String>,
+    headers: &HeaderMap,
+) -> Response {
+    match preflight(ep, principal.as_deref(), server_id.as_deref(), headers) {
+        Ok(Some(s)) => {
+            if let Some(s) = ep.sessions.remove(&s.id) {
+                ep.dispatcher.handler.session_closed(&s);
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(None) => http_error(StatusCode::BAD_REQUEST, "DELETE needs an Mcp-Session-Id"),
+        Err(r) => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn loopback_guard_blocks_rebinding() {
+        let g = OriginGuard::for_bind("127.0.0.1", &[], &[]);
+        assert!(g.check(&headers(&[("host", "127.0.0.1:4444")])).is_ok());
+        assert!(
+            g.check(&headers(&[
+                ("host", "localhost:4444"),
+                ("origin", "http://localhost:4444")
+            ]))
+            .is_ok()
+        );
+        assert!(g.check(&headers(&[("host", "[::1]:4444")])).is_ok());
+        assert!(g.check(&headers(&[("host", "evil.example.com")])).is_err());
+        assert!(
+            g.check(&headers(&[
+                ("host", "127.0.0.1:4444"),
+                ("origin", "http://evil.example.com")
+            ]))
+            .is_err()
+        );
+        assert!(
+            g.check(&headers(&[("host", "127.0.0.1:4444"), ("origin", "null")]))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn public_bind_requires_same_origin() {
+        let g = OriginGuard::for_bind("0.0.0.0", &[], &[]);
+        assert!(g.check(&headers(&[("host", "gw.example.com")])).is_ok());
+        assert!(
+            g.check(&headers(&[
+                ("host", "gw.example.com"),
+                ("origin", "https://gw.example.com")
+            ]))
+            .is_ok()
+        );
+        assert!(
+            g.check(&headers(&[
+                ("host", "gw.example.com"),
+                ("origin", "https://evil.example.com")
+            ]))
+            .is_err()
+        );
+        let g = OriginGuard::for_bind("0.0.0.0", &[], &["https://app.example.com".into()]);
+        assert!(
+            g.check(&headers(&[
+                ("host", "gw.example.com"),
+                ("origin", "https://app.example.com")
+            ]))
+            .is_ok()
+        );
+    }
+}
