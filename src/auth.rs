@@ -445,6 +445,18 @@ impl Auth {
         })
     }
 
+    /// An unauthenticated MCP caller: sees public items only.
+    pub fn anonymous(&self) -> Arc<Principal> {
+        Arc::new(Principal {
+            email: "anonymous".into(),
+            is_admin: false,
+            teams: TeamScope::Only(HashSet::new()),
+            roles: HashMap::new(),
+            jti: None,
+            exp: None,
+        })
+    }
+
     pub async fn authenticate(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if self.cache_enabled

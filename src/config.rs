@@ -72,6 +72,28 @@ pub struct Config {
     pub legacy_api_enabled: bool,
     pub log_level: String,
     pub log_format: String,
+    pub tool_timeout: u64,
+    pub federation_timeout: u64,
+    pub gateway_tool_name_separator: String,
+    pub health_check_interval: u64,
+    pub gateway_health_check_timeout: f64,
+    pub unhealthy_threshold: u32,
+    pub retry_max_attempts: u32,
+    pub retry_base_delay: f64,
+    pub retry_max_delay: f64,
+    pub sse_keepalive_interval: u64,
+    pub use_stateful_sessions: bool,
+    pub session_ttl: u64,
+    pub max_sessions: usize,
+    pub mcp_require_auth: Option<bool>,
+    pub mcp_allowed_hosts: Vec<String>,
+    pub mcp_allowed_origins: Vec<String>,
+    pub mcp_page_size: usize,
+    pub ssrf_protection_enabled: bool,
+    pub ssrf_allow_localhost: bool,
+    pub ssrf_allow_private_networks: bool,
+    pub ssrf_allowed_networks: Vec<String>,
+    pub rest_response_text_max_length: usize,
 }
 
 impl Default for Config {
@@ -112,6 +134,28 @@ impl Default for Config {
             legacy_api_enabled: true,
             log_level: "info".into(),
             log_format: "text".into(),
+            tool_timeout: 60,
+            federation_timeout: 120,
+            gateway_tool_name_separator: "-".into(),
+            health_check_interval: 60,
+            gateway_health_check_timeout: 5.0,
+            unhealthy_threshold: 3,
+            retry_max_attempts: 3,
+            retry_base_delay: 1.0,
+            retry_max_delay: 60.0,
+            sse_keepalive_interval: 30,
+            use_stateful_sessions: true,
+            session_ttl: 3600,
+            max_sessions: 10_000,
+            mcp_require_auth: None,
+            mcp_allowed_hosts: vec![],
+            mcp_allowed_origins: vec![],
+            mcp_page_size: 500,
+            ssrf_protection_enabled: true,
+            ssrf_allow_localhost: false,
+            ssrf_allow_private_networks: false,
+            ssrf_allowed_networks: vec![],
+            rest_response_text_max_length: 100_000,
         }
     }
 }
@@ -201,6 +245,45 @@ impl Config {
         if !matches!(self.log_format.as_str(), "json" | "text") {
             return Err(invalid("log_format", "must be json or text"));
         }
+        if !matches!(
+            self.gateway_tool_name_separator.as_str(),
+            "-" | "--" | "_" | "."
+        ) {
+            return Err(invalid(
+                "gateway_tool_name_separator",
+                "must be one of -, --, _ or .",
+            ));
+        }
+        crate::federation::ssrf::SsrfPolicy::parse_networks(&self.ssrf_allowed_networks)
+            .map_err(|m| invalid("ssrf_allowed_networks", m))?;
+        if self.gateway_health_check_timeout.is_nan() || self.gateway_health_check_timeout <= 0.0 {
+            return Err(invalid("gateway_health_check_timeout", "must be above 0"));
+        }
+        if self.retry_base_delay.is_nan()
+            || self.retry_base_delay < 0.0
+            || self.retry_max_delay.is_nan()
+            || self.retry_max_delay < self.retry_base_delay
+        {
+            return Err(invalid(
+                "retry_max_delay",
+                "must be at least retry_base_delay, both non-negative",
+            ));
+        }
+        if self.tool_timeout == 0 || self.federation_timeout == 0 {
+            return Err(invalid(
+                "tool_timeout",
+                "timeouts must be at least 1 second",
+            ));
+        }
+        if self.sse_keepalive_interval == 0 {
+            return Err(invalid(
+                "sse_keepalive_interval",
+                "must be at least 1 second",
+            ));
+        }
+        if self.mcp_page_size == 0 {
+            return Err(invalid("mcp_page_size", "must be at least 1"));
+        }
         if !self.platform_admin_email.contains('@') {
             return Err(invalid("platform_admin_email", "must be an email address"));
         }
@@ -237,6 +320,11 @@ impl Config {
             }
         }
         PathBuf::from(".")
+    }
+
+    /// Whether the MCP endpoints need a token.
+    pub fn mcp_auth_required(&self) -> bool {
+        self.mcp_require_auth.unwrap_or(self.auth_required)
     }
 
     /// The effective configuration as YAML with secrets masked.
@@ -284,10 +372,35 @@ fn read_yaml(path: &Path) -> Result<Map<String, Value>, ConfigError> {
     }
 }
 
+/// Optional booleans: unset by default, `true`/`false` when given.
+const NULLABLE_BOOLS: &[&str] = &["mcp_require_auth"];
+
 /// Converts an environment string to the JSON type of the setting's default.
 fn env_value(key: &str, raw: &str, default: &Value) -> Result<Value, ConfigError> {
     let raw = raw.trim();
+    if default.is_null() && NULLABLE_BOOLS.contains(&key) && !raw.is_empty() {
+        return env_value(key, raw, &Value::Bool(false));
+    }
     Ok(match default {
+        Value::Number(n) if n.is_f64() => {
+            let f: f64 = raw
+                .parse()
+                .map_err(|_| invalid(key, format!("`{raw}` is not a number")))?;
+            if !(f.is_finite() && f >= 0.0) {
+                return Err(invalid(
+                    key,
+                    format!("`{raw}` must be a non-negative number"),
+                ));
+            }
+            Value::from(f)
+        }
+        Value::Array(_) => Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_owned()))
+                .collect(),
+        ),
         Value::Bool(_) => match raw.to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" => Value::Bool(true),
             "0" | "false" | "no" | "off" => Value::Bool(false),

@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod crypto;
+pub mod federation;
 pub mod mcp;
 pub mod observability;
 pub mod registry;

@@ -10,6 +10,11 @@ use crate::api::{AppState, router};
 use crate::auth::{Auth, Secrets, SetupError, resolve_secrets};
 use crate::config::Config;
 use crate::crypto::Sealer;
+use crate::federation::service::GatewayService;
+use crate::federation::{Federation, discovery, health};
+use crate::mcp::Dispatcher;
+use crate::mcp::http::{Endpoint, OriginGuard};
+use crate::mcp::session::Sessions;
 use crate::observability::Metrics;
 use crate::registry::Registry;
 use crate::store::{Store, StoreError};
@@ -35,6 +40,7 @@ pub struct Running {
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     sync: Option<tokio::task::JoinHandle<()>>,
+    health: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -44,6 +50,7 @@ impl Running {
         if let Some(s) = self.sync {
             s.abort();
         }
+        self.health.abort();
         let r = self.task.await.unwrap_or(Ok(()));
         self.state.registry.store().close().await;
         r
@@ -71,8 +78,34 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let store = open_store(&config).await?;
     let registry = Registry::load(store.clone()).await?;
     let auth = Arc::new(Auth::new(&config, &secrets, store)?);
+    let sealer = Sealer::new(&secrets.encryption_secret);
+    let federation = Federation::new(&config, sealer.clone());
+    let sessions = Sessions::new(
+        Duration::from_secs(config.session_ttl.max(1)),
+        config.max_sessions,
+    );
+    sessions.spawn_sweeper();
+    let mcp = Arc::new(Endpoint {
+        dispatcher: Dispatcher::new(Arc::new(GatewayService {
+            registry: registry.clone(),
+            fed: federation.clone(),
+            page_size: config.mcp_page_size,
+        })),
+        sessions,
+        guard: OriginGuard::for_bind(
+            &config.host,
+            &config.mcp_allowed_hosts,
+            &config.mcp_allowed_origins,
+        ),
+        keepalive: Duration::from_secs(config.sse_keepalive_interval),
+        stateful: config.use_stateful_sessions,
+    });
+    discovery::spawn_refresher(federation.clone(), registry.clone());
+    let health = health::spawn(federation.clone(), registry.clone());
     let state = AppState {
-        sealer: Sealer::new(&secrets.encryption_secret),
+        federation,
+        mcp,
+        sealer,
         config: Arc::new(config),
         registry: registry.clone(),
         auth,
@@ -111,5 +144,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         shutdown: tx,
         task,
         sync,
+        health,
     })
 }

@@ -17,6 +17,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{JsonBody, Q, typed};
 use crate::auth::Principal;
+use crate::federation::discovery;
 use crate::registry::input::*;
 use crate::registry::model::*;
 use crate::registry::snapshot::{Collection, Entry, Snapshot};
@@ -47,6 +48,20 @@ pub trait Kind: Owned + Record + Clone + Send + Sync + 'static {
     /// Checks references to other registry items.
     fn check_refs(&self, _snap: &Snapshot, _p: &Principal, _extra: &Extra) -> Result<(), ApiError> {
         Ok(())
+    }
+
+    /// Work after the item is committed (gateways: discovery). An error
+    /// here on create undoes the creation.
+    fn after_commit(
+        _st: &AppState,
+        _item: &Self,
+        _create: bool,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send {
+        async { Ok(()) }
+    }
+
+    fn after_delete(_st: &AppState, _id: &str) -> impl Future<Output = ()> + Send {
+        async {}
     }
 
     /// Writes rows that belong to the item (associations) in the same transaction.
@@ -113,6 +128,45 @@ impl Kind for Gateway {
     const WRAPPER: &'static str = "gateway";
     const LABEL: &'static str = "gateway";
     type Input = GatewayInput;
+    fn check_refs(&self, _snap: &Snapshot, p: &Principal, _extra: &Extra) -> Result<(), ApiError> {
+        if self.transport == "STDIO" && !p.is_admin {
+            return Err(ApiError::Forbidden("only platform admins may register STDIO gateways (they run a command on the gateway host)".into()));
+        }
+        Ok(())
+    }
+    async fn after_commit(st: &AppState, gw: &Self, create: bool) -> Result<(), ApiError> {
+        st.federation.forget(&gw.id).await;
+        if !gw.enabled {
+            return Ok(());
+        }
+        let store = st.registry.store();
+        match discovery::discover(&st.federation, gw).await {
+            Ok(d) => Ok(discovery::sync(store, gw, d, &st.federation.cfg.separator).await?),
+            Err(e) if create => {
+                st.federation.forget(&gw.id).await;
+                let mut tx = store.begin().await?;
+                tx.delete("gateways", &gw.id).await?;
+                tx.commit().await?;
+                Err(ApiError::BadGateway(format!(
+                    "cannot register gateway {}: {e}",
+                    gw.name
+                )))
+            }
+            Err(e) => {
+                tracing::warn!(gateway = %gw.name, error = %e, "gateway updated but its upstream did not answer");
+                store
+                    .execute(
+                        "UPDATE gateways SET reachable = 0, last_error = $1 WHERE id = $2",
+                        vec![e.to_string().into(), gw.id.as_str().into()],
+                    )
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+    async fn after_delete(st: &AppState, id: &str) {
+        st.federation.forget(id).await;
+    }
     fn collection(s: &Snapshot) -> &Collection<Self> {
         &s.gateways
     }
@@ -457,7 +511,9 @@ async fn save<K: Kind>(
     }
     item.write_children(&mut tx, &extra).await?;
     tx.commit().await?;
+    let hook = K::after_commit(st, &item, create).await;
     st.after_write().await;
+    hook?;
     let snap = st.registry.snapshot();
     let status = if create {
         StatusCode::CREATED
@@ -535,6 +591,7 @@ async fn delete<K: Kind>(
         return Err(ApiError::not_found(K::LABEL, &id));
     }
     tx.commit().await?;
+    K::after_delete(&st, &id).await;
     st.after_write().await;
     Ok(axum::Json(serde_json::json!({
         "status": "success",
@@ -632,6 +689,33 @@ member_handler!(server_tools, Member::Tools);
 member_handler!(server_resources, Member::Resources);
 member_handler!(server_prompts, Member::Prompts);
 
+/// `POST /gateways/{id}/tools/refresh`: discover the upstream again.
+async fn refresh_gateway(
+    State(st): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let snap = st.registry.snapshot();
+    let gw = visible::<Gateway>(&snap, &p, &id)?;
+    if !p.can_modify(&gw.item) {
+        return Err(ApiError::Forbidden(
+            "not allowed to refresh this gateway".into(),
+        ));
+    }
+    discovery::refresh(&st.federation, &st.registry, &id)
+        .await
+        .map_err(ApiError::BadGateway)?;
+    let snap = st.registry.snapshot();
+    let count = |g: Option<&str>| g == Some(id.as_str());
+    Ok(axum::Json(serde_json::json!({
+        "status": "success",
+        "toolCount": snap.tools.iter().filter(|e| count(e.item.gateway_id.as_deref())).count(),
+        "resourceCount": snap.resources.iter().filter(|e| count(e.item.gateway_id.as_deref())).count(),
+        "promptCount": snap.prompts.iter().filter(|e| count(e.item.gateway_id.as_deref())).count(),
+    }))
+    .into_response())
+}
+
 fn crud<K: Kind>(router: axum::Router<AppState>, base: &str) -> axum::Router<AppState> {
     router
         .route(base, get(list::<K>).post(create::<K>))
@@ -649,7 +733,8 @@ pub fn routes() -> axum::Router<AppState> {
     let r = crud::<Resource>(r, "/resources");
     let r = crud::<Prompt>(r, "/prompts");
     let r = crud::<Server>(r, "/servers");
-    r.route("/servers/{id}/tools", get(server_tools))
+    r.route("/gateways/{id}/tools/refresh", post(refresh_gateway))
+        .route("/servers/{id}/tools", get(server_tools))
         .route("/servers/{id}/resources", get(server_resources))
         .route("/servers/{id}/prompts", get(server_prompts))
 }

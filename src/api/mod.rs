@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod items;
+pub mod mcp_routes;
 pub mod teams;
 pub mod tokens;
 
@@ -21,6 +22,9 @@ use axum::routing::get;
 use crate::auth::{Auth, bearer};
 use crate::config::Config;
 use crate::crypto::Sealer;
+use crate::federation::Federation;
+use crate::federation::service::GatewayService;
+use crate::mcp::http::Endpoint;
 use crate::observability::Metrics;
 use crate::registry::Registry;
 use error::ApiError;
@@ -33,6 +37,8 @@ pub struct AppState {
     pub sealer: Sealer,
     pub metrics: Arc<Metrics>,
     pub started: Instant,
+    pub federation: Arc<Federation>,
+    pub mcp: Arc<Endpoint<GatewayService>>,
 }
 
 impl AppState {
@@ -50,25 +56,50 @@ impl AppState {
     }
 }
 
-async fn authenticate(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
-    let principal = if st.config.auth_required {
-        let token = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer);
-        let Some(token) = token else {
-            return ApiError::Unauthorized("missing bearer token".into()).into_response();
-        };
-        match st.auth.authenticate(token).await {
-            Ok(p) => p,
-            Err(e) => return ApiError::from(e).into_response(),
+/// Resolves the caller: a verified token, or when tokens are not required
+/// the platform admin (`AUTH_REQUIRED=false`) or, on MCP routes with
+/// `MCP_REQUIRE_AUTH=false`, an anonymous public-only principal.
+async fn resolve_principal(
+    st: &AppState,
+    token: Option<String>,
+    required: bool,
+) -> Result<Arc<crate::auth::Principal>, ApiError> {
+    match token.as_deref() {
+        Some(token) if st.config.auth_required || required => {
+            Ok(st.auth.authenticate(token).await?)
         }
-    } else {
-        st.auth.anonymous_admin()
-    };
-    req.extensions_mut().insert(principal);
-    next.run(req).await
+        Some(_) | None if !st.config.auth_required => Ok(st.auth.anonymous_admin()),
+        None if !required => Ok(st.auth.anonymous()),
+        _ => Err(ApiError::Unauthorized("missing bearer token".into())),
+    }
+}
+
+fn token_of(req: &Request) -> Option<String> {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer)
+        .map(str::to_owned)
+}
+
+async fn authenticate(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    match resolve_principal(&st, token_of(&req), true).await {
+        Ok(p) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn authenticate_mcp(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    match resolve_principal(&st, token_of(&req), st.config.mcp_auth_required()).await {
+        Ok(p) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn deprecated(req: Request, next: Next) -> Response {
@@ -101,7 +132,12 @@ pub fn router(state: AppState) -> axum::Router {
     }
     let protected =
         protected.route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    let mcp = mcp_routes::routes().route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        authenticate_mcp,
+    ));
     axum::Router::new()
+        .merge(mcp)
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/version", get(health::version))

@@ -169,7 +169,8 @@ pub async fn rpc<H: McpHandler>(
 }
 
 /// Common checks of every Streamable HTTP request; returns the session the
-/// request names, if any.
+/// request names, if any. The error is the finished response.
+#[allow(clippy::result_large_err)]
 fn preflight<H: McpHandler>(
     ep: &Endpoint<H>,
     principal: Option<&Principal>,

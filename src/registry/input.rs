@@ -432,6 +432,8 @@ impl ToolInput {
     }
 }
 
+pub const PREFIX_MODES: &[&str] = &["always", "conditional", "never"];
+
 pub const TRANSPORTS: &[&str] = &["SSE", "STREAMABLEHTTP", "STDIO"];
 
 #[derive(Debug, Default, Deserialize)]
@@ -509,6 +511,7 @@ impl GatewayInput {
             enabled: true,
             reachable: true,
             last_seen: None,
+            last_error: None,
             tags: vec![],
             team_id: None,
             owner_email: owner.to_owned(),
@@ -683,6 +686,8 @@ pub struct ServerInput {
     pub name: Option<String>,
     pub description: Option<String>,
     pub icon: Option<String>,
+    #[serde(alias = "prefixMode")]
+    pub prefix_mode: Option<String>,
     #[serde(alias = "associatedTools")]
     pub associated_tools: Option<Ids>,
     #[serde(alias = "associatedResources")]
@@ -726,6 +731,12 @@ impl ServerInput {
             check_len("icon", &i, URL_MAX)?;
             s.icon = Some(i).filter(|i| !i.is_empty());
         }
+        if let Some(m) = self.prefix_mode {
+            if !PREFIX_MODES.contains(&m.as_str()) {
+                return Err(bad("prefix_mode", "must be always, conditional or never"));
+            }
+            s.prefix_mode = m;
+        }
         if let Some(tags) = self.tags {
             s.tags = tags.normalize()?;
         }
@@ -742,6 +753,7 @@ impl ServerInput {
             name: String::new(),
             description: None,
             icon: None,
+            prefix_mode: "always".into(),
             enabled: true,
             tags: vec![],
             team_id: None,

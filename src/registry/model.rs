@@ -238,6 +238,7 @@ pub struct Gateway {
     pub enabled: bool,
     pub reachable: bool,
     pub last_seen: Option<String>,
+    pub last_error: Option<String>,
     pub tags: Vec<String>,
     pub team_id: Option<String>,
     pub owner_email: String,
@@ -249,7 +250,7 @@ pub struct Gateway {
 record!(Gateway, "gateways", {
     id: text, name: text, slug: text, url: text, description: opt_text, transport: text,
     capabilities: json, passthrough_headers: strings, auth_type: opt_text, auth_value: opt_text,
-    enabled: flag, reachable: flag, last_seen: opt_text, tags: strings, team_id: opt_text,
+    enabled: flag, reachable: flag, last_seen: opt_text, last_error: opt_text, tags: strings, team_id: opt_text,
     owner_email: text, visibility: vis, created_at: text, updated_at: text,
 });
 owned!(Gateway);
@@ -318,6 +319,7 @@ pub struct Server {
     pub name: String,
     pub description: Option<String>,
     pub icon: Option<String>,
+    pub prefix_mode: String,
     pub enabled: bool,
     pub tags: Vec<String>,
     pub team_id: Option<String>,
@@ -328,7 +330,7 @@ pub struct Server {
 }
 
 record!(Server, "servers", {
-    id: text, name: text, description: opt_text, icon: opt_text, enabled: flag, tags: strings,
+    id: text, name: text, description: opt_text, icon: opt_text, prefix_mode: text, enabled: flag, tags: strings,
     team_id: opt_text, owner_email: text, visibility: vis, created_at: text, updated_at: text,
 });
 owned!(Server);

@@ -87,6 +87,90 @@ pub fn raw<T: Serialize>(v: &T) -> Box<RawValue> {
     serde_json::value::to_raw_value(v).expect("registry items serialize")
 }
 
+/// How tools and prompts are named in one MCP scope (all of `/mcp`, or one
+/// virtual server): each item with whether it goes by its plain upstream
+/// name, and the lookup from exposed name to ids.
+#[derive(Debug, Default)]
+pub struct McpScope {
+    pub tools: Vec<(String, bool)>,
+    pub tool_by_name: HashMap<String, Vec<String>>,
+    pub prompts: Vec<(String, bool)>,
+    pub prompt_by_name: HashMap<String, Vec<String>>,
+}
+
+impl McpScope {
+    fn build<'a>(
+        tools: impl Iterator<Item = &'a Tool>,
+        prompts: impl Iterator<Item = &'a Prompt>,
+        mode: &str,
+    ) -> McpScope {
+        let mut scope = McpScope::default();
+        let tools: Vec<&Tool> = tools.collect();
+        let prompts: Vec<&Prompt> = prompts.collect();
+        let count = |names: &mut HashMap<String, usize>, n: &str| {
+            *names.entry(n.to_owned()).or_default() += 1
+        };
+        let mut tool_plain: HashMap<String, usize> = HashMap::new();
+        tools
+            .iter()
+            .for_each(|t| count(&mut tool_plain, &t.original_name));
+        let mut prompt_plain: HashMap<String, usize> = HashMap::new();
+        prompts
+            .iter()
+            .for_each(|p| count(&mut prompt_plain, &p.original_name));
+        let plain = |counts: &HashMap<String, usize>, n: &str| match mode {
+            "never" => true,
+            "conditional" => counts.get(n).copied().unwrap_or(0) <= 1,
+            _ => false,
+        };
+        for t in tools {
+            let p = plain(&tool_plain, &t.original_name);
+            let name = if p { &t.original_name } else { &t.name };
+            scope
+                .tool_by_name
+                .entry(name.clone())
+                .or_default()
+                .push(t.id.clone());
+            scope.tools.push((t.id.clone(), p));
+        }
+        for pr in prompts {
+            let p = plain(&prompt_plain, &pr.original_name);
+            let name = if p { &pr.original_name } else { &pr.name };
+            scope
+                .prompt_by_name
+                .entry(name.clone())
+                .or_default()
+                .push(pr.id.clone());
+            scope.prompts.push((pr.id.clone(), p));
+        }
+        scope
+    }
+}
+
+/// A tool's MCP listing entry, under its prefixed and its plain name.
+#[derive(Debug)]
+pub struct McpTool {
+    pub prefixed: Box<RawValue>,
+    pub plain: Box<RawValue>,
+}
+
+fn mcp_tool_json(t: &Tool, name: &str) -> Box<RawValue> {
+    let mut v = serde_json::json!({"name": name, "inputSchema": t.input_schema});
+    if let Some(d) = t.description.as_deref().filter(|d| !d.is_empty()) {
+        v["description"] = d.into();
+    }
+    if let Some(title) = t.title.as_deref().or(t.display_name.as_deref()) {
+        v["title"] = title.into();
+    }
+    if let Some(o) = &t.output_schema {
+        v["outputSchema"] = o.clone();
+    }
+    if t.annotations.as_object().is_some_and(|a| !a.is_empty()) {
+        v["annotations"] = t.annotations.clone();
+    }
+    raw(&v)
+}
+
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub version: i64,
@@ -98,6 +182,9 @@ pub struct Snapshot {
     pub associations: HashMap<String, Associations>,
     pub teams: Collection<Team>,
     pub members: HashMap<String, Vec<TeamMember>>,
+    pub mcp_tools: HashMap<String, McpTool>,
+    pub mcp_global: McpScope,
+    pub mcp_servers: HashMap<String, McpScope>,
 }
 
 #[derive(Serialize)]
@@ -175,8 +262,44 @@ impl Snapshot {
                 })
             },
         );
+        let mcp_tools = p
+            .tools
+            .iter()
+            .map(|t| {
+                (
+                    t.id.clone(),
+                    McpTool {
+                        prefixed: mcp_tool_json(t, &t.name),
+                        plain: mcp_tool_json(t, &t.original_name),
+                    },
+                )
+            })
+            .collect();
+        let mcp_global = McpScope::build(p.tools.iter(), p.prompts.iter(), "always");
+        let tool_idx: HashMap<&str, &Tool> = p.tools.iter().map(|t| (t.id.as_str(), t)).collect();
+        let prompt_idx: HashMap<&str, &Prompt> =
+            p.prompts.iter().map(|t| (t.id.as_str(), t)).collect();
+        let mcp_servers = servers
+            .iter()
+            .map(|e| {
+                let a = associations.get(&e.item.id).unwrap_or(&empty);
+                let scope = McpScope::build(
+                    a.associated_tools
+                        .iter()
+                        .filter_map(|id| tool_idx.get(id.as_str()).copied()),
+                    a.associated_prompts
+                        .iter()
+                        .filter_map(|id| prompt_idx.get(id.as_str()).copied()),
+                    &e.item.prefix_mode,
+                );
+                (e.item.id.clone(), scope)
+            })
+            .collect();
         Snapshot {
             version: p.version,
+            mcp_tools,
+            mcp_global,
+            mcp_servers,
             tools: Collection::build(p.tools, |t| &t.id, raw),
             gateways: Collection::build(p.gateways, |g| &g.id, raw),
             resources: Collection::build(p.resources, |r| &r.id, raw),

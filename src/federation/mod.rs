@@ -1,0 +1,344 @@
+//! Federation: connections to upstream MCP servers (pooled, per downstream
+//! session when relaying), discovery of their tools, resources and prompts,
+//! health checks, and REST APIs wrapped as tools.
+
+pub mod client;
+pub mod discovery;
+pub mod health;
+pub mod rest;
+pub mod service;
+pub mod ssrf;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::crypto::Sealer;
+use crate::mcp::jsonrpc::RpcError;
+use crate::mcp::session::Session;
+use crate::registry::model::Gateway;
+use client::{Relay, Transport, Upstream, UpstreamError, UpstreamSpec};
+use ssrf::{GuardedResolver, SsrfPolicy};
+
+#[derive(Debug, Clone)]
+pub struct FedConfig {
+    pub tool_timeout: Duration,
+    pub federation_timeout: Duration,
+    pub separator: String,
+    pub retry_max_attempts: u32,
+    pub retry_base_delay: Duration,
+    pub retry_max_delay: Duration,
+    pub health_interval: Duration,
+    pub health_timeout: Duration,
+    pub unhealthy_threshold: u32,
+    pub rest_max_len: usize,
+}
+
+impl FedConfig {
+    pub fn from_config(c: &Config) -> FedConfig {
+        FedConfig {
+            tool_timeout: Duration::from_secs(c.tool_timeout),
+            federation_timeout: Duration::from_secs(c.federation_timeout),
+            separator: c.gateway_tool_name_separator.clone(),
+            retry_max_attempts: c.retry_max_attempts.max(1),
+            retry_base_delay: Duration::from_secs_f64(c.retry_base_delay),
+            retry_max_delay: Duration::from_secs_f64(c.retry_max_delay),
+            health_interval: Duration::from_secs(c.health_check_interval.max(1)),
+            health_timeout: Duration::from_secs_f64(c.gateway_health_check_timeout),
+            unhealthy_threshold: c.unhealthy_threshold.max(1),
+            rest_max_len: c.rest_response_text_max_length,
+        }
+    }
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Upstream>>>>;
+
+pub struct Federation {
+    pub http: reqwest::Client,
+    pub policy: Arc<SsrfPolicy>,
+    pub sealer: Sealer,
+    pub cfg: FedConfig,
+    shared: std::sync::Mutex<HashMap<String, Slot>>,
+    list_changed: mpsc::UnboundedSender<(String, Value)>,
+    list_changed_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<(String, Value)>>>,
+}
+
+const SESSION_KEY: &str = "upstream:";
+
+impl Federation {
+    pub fn new(config: &Config, sealer: Sealer) -> Arc<Federation> {
+        let policy = Arc::new(SsrfPolicy {
+            enabled: config.ssrf_protection_enabled,
+            allow_localhost: config.ssrf_allow_localhost,
+            allow_private: config.ssrf_allow_private_networks,
+            allowed: SsrfPolicy::parse_networks(&config.ssrf_allowed_networks).unwrap_or_default(),
+        });
+        let http = reqwest::Client::builder()
+            .dns_resolver(Arc::new(GuardedResolver {
+                policy: policy.clone(),
+            }))
+            .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(100)
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .user_agent(concat!("mcpgate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("HTTP client");
+        let (tx, rx) = mpsc::unbounded_channel();
+        Arc::new(Federation {
+            http,
+            policy,
+            sealer,
+            cfg: FedConfig::from_config(config),
+            shared: std::sync::Mutex::new(HashMap::new()),
+            list_changed: tx,
+            list_changed_rx: std::sync::Mutex::new(Some(rx)),
+        })
+    }
+
+    /// `(gateway id, notification)` for upstream `*/list_changed`; taken once
+    /// by the refresher task.
+    pub fn take_list_changed(&self) -> Option<mpsc::UnboundedReceiver<(String, Value)>> {
+        self.list_changed_rx.lock().expect("lock").take()
+    }
+
+    /// How to reach a gateway, with its credentials opened.
+    pub fn spec(&self, gw: &Gateway) -> Result<UpstreamSpec, UpstreamError> {
+        let transport = Transport::parse(&gw.transport).ok_or_else(|| {
+            UpstreamError::Failed(
+                gw.name.clone(),
+                format!("unknown transport {}", gw.transport),
+            )
+        })?;
+        if transport != Transport::Stdio {
+            self.policy
+                .check_url(&gw.url)
+                .map_err(|e| UpstreamError::Connect(gw.name.clone(), format!("SSRF guard: {e}")))?;
+        }
+        let headers = match &gw.auth_value {
+            Some(sealed) => auth_headers(&self.sealer, gw.auth_type.as_deref(), sealed)
+                .map_err(|e| UpstreamError::Failed(gw.name.clone(), e))?,
+            None => vec![],
+        };
+        Ok(UpstreamSpec {
+            name: gw.name.clone(),
+            url: gw.url.clone(),
+            transport,
+            headers,
+        })
+    }
+
+    async fn connect(
+        &self,
+        gw: &Gateway,
+        caps: Value,
+        shared: bool,
+    ) -> Result<Arc<Upstream>, UpstreamError> {
+        let spec = self.spec(gw)?;
+        let notify = shared.then(|| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<(String, Value)>();
+            let out = self.list_changed.clone();
+            let id = gw.id.clone();
+            tokio::spawn(async move {
+                while let Some((method, _)) = rx.recv().await {
+                    let _ = out.send((id.clone(), json!(method)));
+                }
+            });
+            tx
+        });
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Upstream::connect(
+                spec.clone(),
+                caps.clone(),
+                &self.http,
+                self.cfg.federation_timeout,
+                notify.clone(),
+            )
+            .await
+            {
+                Ok(u) => return Ok(u),
+                Err(e) if e.retryable() && attempt < self.cfg.retry_max_attempts => {
+                    tokio::time::sleep(self.backoff(attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Exponential backoff with jitter for attempt `n` (1-based).
+    pub fn backoff(&self, n: u32) -> Duration {
+        let base = self.cfg.retry_base_delay.as_secs_f64() * 2f64.powi(n.saturating_sub(1) as i32);
+        let jitter = rand::random::<f64>() * 0.5 * self.cfg.retry_base_delay.as_secs_f64();
+        Duration::from_secs_f64((base + jitter).min(self.cfg.retry_max_delay.as_secs_f64()))
+    }
+
+    fn slot(&self, gateway_id: &str) -> Slot {
+        self.shared
+            .lock()
+            .expect("lock")
+            .entry(gateway_id.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// The pooled connection to a gateway, opened on first use and reopened
+    /// when it died.
+    pub async fn shared(&self, gw: &Gateway) -> Result<Arc<Upstream>, UpstreamError> {
+        let slot = self.slot(&gw.id);
+        let mut guard = slot.lock().await;
+        if let Some(u) = guard
+            .as_ref()
+            .filter(|u| u.is_alive() && u.spec.url == gw.url)
+        {
+            return Ok(u.clone());
+        }
+        let u = self.connect(gw, json!({}), true).await?;
+        *guard = Some(u.clone());
+        Ok(u)
+    }
+
+    /// Drops the pooled connection of a gateway (deleted, changed or dead).
+    pub async fn forget(&self, gateway_id: &str) {
+        let slot = self.shared.lock().expect("lock").remove(gateway_id);
+        if let Some(slot) = slot
+            && let Some(u) = slot.lock().await.take()
+        {
+            u.close().await;
+        }
+    }
+
+    /// The connection to use for a downstream request: one per downstream
+    /// session (declaring that client's capabilities upstream, so sampling
+    /// and elicitation can be relayed), else the pooled one. stdio upstreams
+    /// are one process, always shared.
+    pub async fn upstream_for(
+        &self,
+        gw: &Gateway,
+        session: Option<&Arc<Session>>,
+    ) -> Result<Arc<Upstream>, UpstreamError> {
+        let Some(session) = session.filter(|_| gw.transport != "STDIO") else {
+            return self.shared(gw).await;
+        };
+        let key = format!("{SESSION_KEY}{}", gw.id);
+        let existing = session.ext.lock().expect("lock").get(&key).cloned();
+        if let Some(u) = existing
+            .and_then(|a| a.downcast::<Upstream>().ok())
+            .filter(|u| u.is_alive())
+        {
+            return Ok(u);
+        }
+        let st = session.state();
+        let mut caps = serde_json::Map::new();
+        for k in ["sampling", "elicitation", "roots"] {
+            if let Some(v) = st.client_capabilities.get(k) {
+                caps.insert(k.into(), v.clone());
+            }
+        }
+        let u = self.connect(gw, Value::Object(caps), false).await?;
+        session.ext.lock().expect("lock").insert(key, u.clone());
+        Ok(u)
+    }
+
+    /// Sends a request to a gateway. Requests that were never delivered are
+    /// retried with backoff; others are not (tool calls are not idempotent).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn call(
+        &self,
+        gw: &Gateway,
+        session: Option<&Arc<Session>>,
+        method: &str,
+        params: Value,
+        relay: Option<(Arc<dyn Relay>, Option<Value>)>,
+        timeout: Duration,
+        cancel: CancellationToken,
+    ) -> Result<Value, RpcError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let up = match self.upstream_for(gw, session).await {
+                Ok(u) => u,
+                Err(e) => return Err(e.to_rpc()),
+            };
+            match up
+                .call(
+                    method,
+                    params.clone(),
+                    relay.clone(),
+                    timeout,
+                    cancel.clone(),
+                )
+                .await
+            {
+                Ok(v) => return Ok(v),
+                Err(e) if e.retryable() && attempt < self.cfg.retry_max_attempts => {
+                    tracing::info!(gateway = %gw.name, error = %e, attempt, "retrying upstream request");
+                    tokio::time::sleep(self.backoff(attempt)).await;
+                }
+                Err(e) => return Err(e.to_rpc()),
+            }
+        }
+    }
+
+    /// Closes the upstream connections a downstream session opened.
+    pub fn session_closed(&self, session: &Session) {
+        let ups: Vec<Arc<Upstream>> = session
+            .ext
+            .lock()
+            .expect("lock")
+            .drain()
+            .filter(|(k, _)| k.starts_with(SESSION_KEY))
+            .filter_map(|(_, v)| v.downcast::<Upstream>().ok())
+            .collect();
+        if !ups.is_empty() {
+            tokio::spawn(async move {
+                for u in ups {
+                    u.close().await;
+                }
+            });
+        }
+    }
+}
+
+/// HTTP headers for a sealed credential.
+pub fn auth_headers(
+    sealer: &Sealer,
+    kind: Option<&str>,
+    sealed: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let doc: Value = serde_json::from_slice(&sealer.open(sealed).map_err(|e| e.to_string())?)
+        .map_err(|_| "stored credential is not JSON".to_owned())?;
+    let s = |k: &str| doc.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    Ok(match kind {
+        Some("basic") => {
+            let b = base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}:{}",
+                s("username"),
+                s("password")
+            ));
+            vec![("authorization".into(), format!("Basic {b}"))]
+        }
+        Some("bearer") => vec![("authorization".into(), format!("Bearer {}", s("token")))],
+        Some("authheaders") => doc
+            .get("headers")
+            .and_then(Value::as_array)
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| {
+                        (
+                            h["key"].as_str().unwrap_or("").to_owned(),
+                            h["value"].as_str().unwrap_or("").to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => vec![],
+    })
+}

@@ -1,0 +1,574 @@
+//! The gateway as an MCP server: lists come from the registry snapshot
+//! (pre-serialized, no database or upstream round trip), calls are routed to
+//! the owning upstream under its original name, or performed as REST calls.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+use super::Federation;
+use super::client::Relay;
+use crate::auth::Principal;
+use crate::mcp::dispatch::BoxFut;
+use crate::mcp::jsonrpc::{self, RpcError};
+use crate::mcp::session::{Peer, Session};
+use crate::mcp::{Ctx, McpHandler, protocol};
+use crate::registry::Registry;
+use crate::registry::model::{Gateway, Owned, Prompt, Resource, Tool};
+use crate::registry::snapshot::{McpScope, Snapshot};
+
+pub struct GatewayService {
+    pub registry: Arc<Registry>,
+    pub fed: Arc<Federation>,
+    pub page_size: usize,
+}
+
+/// Relays an upstream's messages to the downstream client.
+struct PeerRelay(Peer);
+
+impl Relay for PeerRelay {
+    fn notify(&self, method: &str, params: Value) {
+        self.0.notify(method, params);
+    }
+    fn request(&self, method: String, params: Value) -> BoxFut<'static, Result<Value, RpcError>> {
+        let peer = self.0.clone();
+        Box::pin(async move { peer.request(&method, params).await })
+    }
+}
+
+fn visible(ctx: &Ctx, item: &dyn Owned) -> bool {
+    ctx.principal.as_ref().is_some_and(|p| p.can_see(item)) && item.enabled()
+}
+
+fn str_param<'p>(params: &'p Value, key: &str) -> Result<&'p str, RpcError> {
+    params
+        .get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::invalid_params(format!("{key} is required")))
+}
+
+fn raw_string(s: String) -> Box<RawValue> {
+    RawValue::from_string(s).expect("assembled JSON is valid")
+}
+
+/// `{"<key>": [items], "nextCursor": .., "ttlMs"/"cacheScope" when stateless}`.
+fn list_result(ctx: &Ctx, key: &str, items: &[&RawValue], next: Option<usize>) -> Box<RawValue> {
+    let mut out = format!("{{\"{key}\":[");
+    for (i, it) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(it.get());
+    }
+    out.push(']');
+    if let Some(n) = next {
+        out.push_str(&format!(",\"nextCursor\":\"{n}\""));
+    }
+    if ctx.protocol_version == protocol::STATELESS {
+        out.push_str(",\"ttlMs\":5000,\"cacheScope\":\"private\"");
+    }
+    out.push('}');
+    raw_string(out)
+}
+
+fn page_bounds(
+    params: &Value,
+    len: usize,
+    size: usize,
+) -> Result<(usize, usize, Option<usize>), RpcError> {
+    let start = match params.get("cursor") {
+        None | Some(Value::Null) => 0,
+        Some(Value::String(c)) => c
+            .parse::<usize>()
+            .map_err(|_| RpcError::invalid_params("invalid cursor"))?,
+        Some(_) => return Err(RpcError::invalid_params("invalid cursor")),
+    };
+    let start = start.min(len);
+    let end = (start + size).min(len);
+    Ok((start, end, (end < len).then_some(end)))
+}
+
+/// Does `uri` match an RFC 6570 level-1 template such as `test://t/{id}/data`?
+pub fn template_matches(template: &str, uri: &str) -> bool {
+    let mut pattern = String::from("^");
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let Some(end) = rest[start..].find('}') else {
+            break;
+        };
+        pattern.push_str(&regex::escape(&rest[..start]));
+        let var = &rest[start + 1..start + end];
+        pattern.push_str(if var.starts_with('+') || var.starts_with('#') {
+            ".+"
+        } else {
+            "[^/?#]+"
+        });
+        rest = &rest[start + end + 1..];
+    }
+    pattern.push_str(&regex::escape(rest));
+    pattern.push('$');
+    regex::Regex::new(&pattern).is_ok_and(|r| r.is_match(uri))
+}
+
+impl GatewayService {
+    fn scope<'s>(&self, snap: &'s Snapshot, ctx: &Ctx) -> &'s McpScope {
+        static EMPTY: std::sync::OnceLock<McpScope> = std::sync::OnceLock::new();
+        match &ctx.server_id {
+            Some(id) => snap
+                .mcp_servers
+                .get(id)
+                .unwrap_or_else(|| EMPTY.get_or_init(McpScope::default)),
+            None => &snap.mcp_global,
+        }
+    }
+
+    fn scoped_resources<'s>(&self, snap: &'s Snapshot, ctx: &Ctx) -> Vec<&'s Resource> {
+        let all: Box<dyn Iterator<Item = &'s Resource>> = match &ctx.server_id {
+            Some(id) => Box::new(
+                snap.associations
+                    .get(id)
+                    .map(|a| a.associated_resources.clone())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(move |rid| snap.resources.get(&rid).map(|e| &e.item)),
+            ),
+            None => Box::new(snap.resources.iter().map(|e| &e.item)),
+        };
+        all.filter(|r| visible(ctx, *r)).collect()
+    }
+
+    fn gateway<'s>(&self, snap: &'s Snapshot, id: Option<&str>) -> Result<&'s Gateway, RpcError> {
+        let gw = id
+            .and_then(|g| snap.gateways.get(g))
+            .map(|e| &e.item)
+            .ok_or_else(|| RpcError::internal("the item's gateway is gone"))?;
+        if !gw.enabled {
+            return Err(RpcError::upstream(format!(
+                "gateway {} is disabled",
+                gw.name
+            )));
+        }
+        if !gw.reachable {
+            return Err(RpcError::upstream(format!(
+                "gateway {} is unreachable (failed health checks)",
+                gw.name
+            )));
+        }
+        Ok(gw)
+    }
+
+    async fn forward(
+        &self,
+        ctx: &Ctx,
+        gw: &Gateway,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Box<RawValue>, RpcError> {
+        let relay: Arc<dyn Relay> = Arc::new(PeerRelay(ctx.peer.clone()));
+        let r = self
+            .fed
+            .call(
+                gw,
+                ctx.session.as_ref(),
+                method,
+                params,
+                Some((relay, ctx.progress_token.clone())),
+                timeout,
+                ctx.cancel.clone(),
+            )
+            .await?;
+        Ok(jsonrpc::raw(&r))
+    }
+
+    fn find_tool<'s>(&self, snap: &'s Snapshot, ctx: &Ctx, name: &str) -> Option<&'s Tool> {
+        self.scope(snap, ctx)
+            .tool_by_name
+            .get(name)?
+            .iter()
+            .filter_map(|id| snap.tools.get(id))
+            .map(|e| &e.item)
+            .find(|t| ctx.principal.as_ref().is_some_and(|p| p.can_see(*t)))
+    }
+
+    fn find_prompt<'s>(&self, snap: &'s Snapshot, ctx: &Ctx, name: &str) -> Option<&'s Prompt> {
+        self.scope(snap, ctx)
+            .prompt_by_name
+            .get(name)?
+            .iter()
+            .filter_map(|id| snap.prompts.get(id))
+            .map(|e| &e.item)
+            .find(|p| visible(ctx, *p))
+    }
+
+    fn find_resource<'s>(&self, snap: &'s Snapshot, ctx: &Ctx, uri: &str) -> Option<&'s Resource> {
+        let scoped = self.scoped_resources(snap, ctx);
+        scoped
+            .iter()
+            .find(|r| r.uri_template.is_none() && r.uri == uri)
+            .or_else(|| {
+                scoped.iter().find(|r| {
+                    r.uri_template
+                        .as_deref()
+                        .is_some_and(|t| template_matches(t, uri))
+                })
+            })
+            .copied()
+    }
+
+    async fn call_tool(&self, ctx: &Ctx, params: Value) -> Result<Box<RawValue>, RpcError> {
+        let name = str_param(&params, "name")?;
+        let args = params
+            .get("arguments")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        if !args.is_object() {
+            return Err(RpcError::invalid_params("arguments must be an object"));
+        }
+        let snap = self.registry.snapshot();
+        let tool = self
+            .find_tool(&snap, ctx, name)
+            .ok_or_else(|| RpcError::invalid_params(format!("Unknown tool: {name}")))?;
+        if !tool.enabled {
+            return Err(RpcError::not_found(format!("Tool {name} is inactive")));
+        }
+        if !tool.reachable {
+            return Err(RpcError::upstream(format!(
+                "Tool {name} is currently offline (its gateway is unreachable)"
+            )));
+        }
+        let timeout = tool.timeout_ms.map_or(self.fed.cfg.tool_timeout, |ms| {
+            Duration::from_millis(ms as u64)
+        });
+        if tool.integration_type == "REST" {
+            let r = tokio::select! {
+                r = super::rest::invoke(&self.fed, tool, args, timeout) => r,
+                _ = ctx.cancel.cancelled() => return Err(RpcError::new(jsonrpc::REQUEST_TIMEOUT, "request cancelled")),
+            };
+            return Ok(jsonrpc::raw(&r));
+        }
+        let gw = self.gateway(&snap, tool.gateway_id.as_deref())?;
+        let mut upstream = json!({"name": tool.original_name, "arguments": args});
+        if let Some(meta) = params.get("_meta").filter(|m| m.is_object()) {
+            let mut meta = meta.clone();
+            meta.as_object_mut()
+                .expect("object")
+                .remove("progressToken");
+            if !meta.as_object().expect("object").is_empty() {
+                upstream["_meta"] = meta;
+            }
+        }
+        self.forward(ctx, gw, "tools/call", upstream, timeout).await
+    }
+
+    fn list_tools(&self, ctx: &Ctx, params: &Value) -> Result<Box<RawValue>, RpcError> {
+        let snap = self.registry.snapshot();
+        let items: Vec<&RawValue> = self
+            .scope(&snap, ctx)
+            .tools
+            .iter()
+            .filter_map(|(id, plain)| {
+                let t = &snap.tools.get(id)?.item;
+                if !visible(ctx, t) {
+                    return None;
+                }
+                let j = snap.mcp_tools.get(id)?;
+                Some(if *plain { &*j.plain } else { &*j.prefixed })
+            })
+            .collect();
+        let (start, end, next) = page_bounds(params, items.len(), self.page_size)?;
+        Ok(list_result(ctx, "tools", &items[start..end], next))
+    }
+
+    fn list_prompts(&self, ctx: &Ctx, params: &Value) -> Result<Box<RawValue>, RpcError> {
+        let snap = self.registry.snapshot();
+        let items: Vec<Box<RawValue>> = self
+            .scope(&snap, ctx)
+            .prompts
+            .iter()
+            .filter_map(|(id, plain)| {
+                let p = &snap.prompts.get(id)?.item;
+                if !visible(ctx, p) {
+                    return None;
+                }
+                let mut v = json!({"name": if *plain { &p.original_name } else { &p.name }, "arguments": p.argument_schema});
+                if let Some(d) = &p.description {
+                    v["description"] = json!(d);
+                }
+                Some(jsonrpc::raw(&v))
+            })
+            .collect();
+        let refs: Vec<&RawValue> = items.iter().map(|b| &**b).collect();
+        let (start, end, next) = page_bounds(params, refs.len(), self.page_size)?;
+        Ok(list_result(ctx, "prompts", &refs[start..end], next))
+    }
+
+    fn list_resources(
+        &self,
+        ctx: &Ctx,
+        params: &Value,
+        templates: bool,
+    ) -> Result<Box<RawValue>, RpcError> {
+        let snap = self.registry.snapshot();
+        let items: Vec<Box<RawValue>> = self
+            .scoped_resources(&snap, ctx)
+            .into_iter()
+            .filter(|r| r.uri_template.is_some() == templates)
+            .map(|r| {
+                let mut v = if templates {
+                    json!({"uriTemplate": r.uri, "name": r.name})
+                } else {
+                    json!({"uri": r.uri, "name": r.name})
+                };
+                if let Some(d) = &r.description {
+                    v["description"] = json!(d);
+                }
+                if let Some(m) = &r.mime_type {
+                    v["mimeType"] = json!(m);
+                }
+                if let (Some(s), false) = (r.size, templates) {
+                    v["size"] = json!(s);
+                }
+                jsonrpc::raw(&v)
+            })
+            .collect();
+        let refs: Vec<&RawValue> = items.iter().map(|b| &**b).collect();
+        let (start, end, next) = page_bounds(params, refs.len(), self.page_size)?;
+        Ok(list_result(
+            ctx,
+            if templates {
+                "resourceTemplates"
+            } else {
+                "resources"
+            },
+            &refs[start..end],
+            next,
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        ctx: &Ctx,
+        params: Value,
+        method: &str,
+    ) -> Result<Box<RawValue>, RpcError> {
+        let uri = str_param(&params, "uri")?.to_owned();
+        let snap = self.registry.snapshot();
+        let Some(res) = self.find_resource(&snap, ctx, &uri) else {
+            let mut e = RpcError::not_found(format!("Resource not found: {uri}"));
+            e.data = Some(json!({"uri": uri}));
+            return Err(e);
+        };
+        if res.gateway_id.is_some() {
+            let gw = self.gateway(&snap, res.gateway_id.as_deref())?;
+            return self
+                .forward(ctx, gw, method, params, self.fed.cfg.federation_timeout)
+                .await;
+        }
+        match method {
+            "resources/read" => {
+                let mut c =
+                    json!({"uri": uri, "text": res.text_content.clone().unwrap_or_default()});
+                if let Some(m) = &res.mime_type {
+                    c["mimeType"] = json!(m);
+                }
+                Ok(jsonrpc::raw(&json!({"contents": [c]})))
+            }
+            _ => Ok(jsonrpc::raw(&json!({}))),
+        }
+    }
+
+    async fn get_prompt(&self, ctx: &Ctx, params: Value) -> Result<Box<RawValue>, RpcError> {
+        let name = str_param(&params, "name")?;
+        let snap = self.registry.snapshot();
+        let p = self
+            .find_prompt(&snap, ctx, name)
+            .ok_or_else(|| RpcError::invalid_params(format!("Unknown prompt: {name}")))?;
+        let args = params
+            .get("arguments")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        if p.gateway_id.is_some() {
+            let gw = self.gateway(&snap, p.gateway_id.as_deref())?;
+            let upstream = json!({"name": p.original_name, "arguments": args});
+            return self
+                .forward(
+                    ctx,
+                    gw,
+                    "prompts/get",
+                    upstream,
+                    self.fed.cfg.federation_timeout,
+                )
+                .await;
+        }
+        let mut text = p.template.clone();
+        for a in p.argument_schema.as_array().into_iter().flatten() {
+            let an = a["name"].as_str().unwrap_or("");
+            let value = args
+                .get(an)
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned));
+            if value.is_none() && a["required"].as_bool() == Some(true) {
+                return Err(RpcError::invalid_params(format!(
+                    "missing required argument {an}"
+                )));
+            }
+            let value = value.unwrap_or_default();
+            text = text
+                .replace(&format!("{{{{{an}}}}}"), &value)
+                .replace(&format!("{{{{ {an} }}}}"), &value);
+        }
+        Ok(jsonrpc::raw(&json!({
+            "description": p.description,
+            "messages": [{"role": "user", "content": {"type": "text", "text": text}}],
+        })))
+    }
+
+    async fn complete(&self, ctx: &Ctx, params: Value) -> Result<Box<RawValue>, RpcError> {
+        let r = params.get("ref").cloned().unwrap_or(Value::Null);
+        let snap = self.registry.snapshot();
+        let empty = || {
+            Ok(jsonrpc::raw(
+                &json!({"completion": {"values": [], "total": 0, "hasMore": false}}),
+            ))
+        };
+        match r.get("type").and_then(Value::as_str) {
+            Some("ref/prompt") => {
+                let name = r.get("name").and_then(Value::as_str).unwrap_or("");
+                let p = self
+                    .find_prompt(&snap, ctx, name)
+                    .ok_or_else(|| RpcError::invalid_params(format!("Unknown prompt: {name}")))?;
+                if p.gateway_id.is_none() {
+                    return empty();
+                }
+                let gw = self.gateway(&snap, p.gateway_id.as_deref())?;
+                let mut upstream = params.clone();
+                upstream["ref"]["name"] = json!(p.original_name);
+                self.forward(
+                    ctx,
+                    gw,
+                    "completion/complete",
+                    upstream,
+                    self.fed.cfg.federation_timeout,
+                )
+                .await
+            }
+            Some("ref/resource") => {
+                let uri = r.get("uri").and_then(Value::as_str).unwrap_or("");
+                let res = self
+                    .scoped_resources(&snap, ctx)
+                    .into_iter()
+                    .find(|x| x.uri == uri)
+                    .or_else(|| self.find_resource(&snap, ctx, uri));
+                match res {
+                    Some(res) if res.gateway_id.is_some() => {
+                        let gw = self.gateway(&snap, res.gateway_id.as_deref())?;
+                        self.forward(
+                            ctx,
+                            gw,
+                            "completion/complete",
+                            params.clone(),
+                            self.fed.cfg.federation_timeout,
+                        )
+                        .await
+                    }
+                    Some(_) => empty(),
+                    None => Err(RpcError::not_found(format!("Resource not found: {uri}"))),
+                }
+            }
+            _ => Err(RpcError::invalid_params(
+                "ref.type must be ref/prompt or ref/resource",
+            )),
+        }
+    }
+}
+
+impl McpHandler for GatewayService {
+    fn server_info(&self) -> Value {
+        json!({"name": "mcpgate", "version": env!("CARGO_PKG_VERSION")})
+    }
+
+    fn capabilities(&self, _ctx: &Ctx) -> Value {
+        json!({
+            "tools": {"listChanged": false},
+            "resources": {"subscribe": true, "listChanged": false},
+            "prompts": {"listChanged": false},
+            "logging": {},
+            "completions": {},
+        })
+    }
+
+    fn handle<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        method: &'a str,
+        params: Value,
+    ) -> BoxFut<'a, Result<Box<RawValue>, RpcError>> {
+        Box::pin(async move {
+            match method {
+                "tools/list" => self.list_tools(ctx, &params),
+                "tools/call" => self.call_tool(ctx, params).await,
+                "resources/list" => self.list_resources(ctx, &params, false),
+                "resources/templates/list" => self.list_resources(ctx, &params, true),
+                "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                    self.read_resource(ctx, params, method).await
+                }
+                "prompts/list" => self.list_prompts(ctx, &params),
+                "prompts/get" => self.get_prompt(ctx, params).await,
+                "completion/complete" => self.complete(ctx, params).await,
+                other => Err(RpcError::method_not_found(other)),
+            }
+        })
+    }
+
+    fn check_scope(
+        &self,
+        principal: Option<&Principal>,
+        server_id: Option<&str>,
+    ) -> Result<(), RpcError> {
+        let Some(id) = server_id else { return Ok(()) };
+        let snap = self.registry.snapshot();
+        match (snap.servers.get(id), principal) {
+            (Some(e), Some(p)) if e.item.enabled && p.can_see(&e.item) => Ok(()),
+            _ => Err(RpcError::not_found(format!("Server not found: {id}"))),
+        }
+    }
+
+    fn session_closed(&self, session: &Session) {
+        self.fed.session_closed(session);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_match_uris() {
+        assert!(template_matches(
+            "test://template/{id}/data",
+            "test://template/123/data"
+        ));
+        assert!(!template_matches(
+            "test://template/{id}/data",
+            "test://template/1/2/data"
+        ));
+        assert!(!template_matches(
+            "test://template/{id}/data",
+            "test://template/123/data/x"
+        ));
+        assert!(template_matches("file:///{+path}", "file:///a/b/c.txt"));
+        assert!(!template_matches("a.b/{x}", "aXb/1"));
+    }
+
+    #[test]
+    fn pages() {
+        assert_eq!(page_bounds(&json!({}), 10, 4).unwrap(), (0, 4, Some(4)));
+        assert_eq!(
+            page_bounds(&json!({"cursor": "8"}), 10, 4).unwrap(),
+            (8, 10, None)
+        );
+        assert!(page_bounds(&json!({"cursor": "x"}), 10, 4).is_err());
+    }
+}
