@@ -140,8 +140,17 @@ impl Kind for Gateway {
             return Ok(());
         }
         let store = st.registry.store();
-        match discovery::discover(&st.federation, gw).await {
-            Ok(d) => Ok(discovery::sync(store, gw, d, &st.federation.cfg.separator).await?),
+        let synced = async {
+            let d = discovery::discover(&st.federation, gw)
+                .await
+                .map_err(|e| e.to_string())?;
+            discovery::sync(store, gw, d, &st.federation.cfg.separator)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        match synced {
+            Ok(()) => Ok(()),
             Err(e) if create => {
                 st.federation.forget(&gw.id).await;
                 let mut tx = store.begin().await?;
@@ -157,7 +166,7 @@ impl Kind for Gateway {
                 store
                     .execute(
                         "UPDATE gateways SET reachable = 0, last_error = $1 WHERE id = $2",
-                        vec![e.to_string().into(), gw.id.as_str().into()],
+                        vec![e.into(), gw.id.as_str().into()],
                     )
                     .await?;
                 Ok(())

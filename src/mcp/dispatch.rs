@@ -98,6 +98,17 @@ impl<H: McpHandler> Clone for Dispatcher<H> {
     }
 }
 
+/// The 2026-07-28 revision requires `resultType` on every result.
+fn with_result_type(raw: Box<RawValue>) -> Box<RawValue> {
+    match serde_json::from_str::<Value>(raw.get()) {
+        Ok(Value::Object(mut m)) if !m.contains_key("resultType") => {
+            m.insert("resultType".into(), json!("complete"));
+            jsonrpc::raw(&Value::Object(m))
+        }
+        _ => raw,
+    }
+}
+
 const LOG_LEVELS: &[&str] = &[
     "debug",
     "info",
@@ -139,6 +150,12 @@ impl<H: McpHandler> Dispatcher<H> {
                 if let Some(s) = &ctx.session {
                     s.end_request(&id);
                 }
+                let result = match result {
+                    Ok(raw) if ctx.protocol_version == protocol::STATELESS => {
+                        Ok(with_result_type(raw))
+                    }
+                    other => other,
+                };
                 Some(match result {
                     Ok(raw) => jsonrpc::success_raw(&id, &raw),
                     Err(e) => jsonrpc::error(&id, &e).to_string(),

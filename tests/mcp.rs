@@ -1,0 +1,1049 @@
+//! MCP through the gateway over real sockets: every transport, bad input,
+//! sessions, federation of our fixture server (Streamable HTTP, SSE, stdio),
+//! relay of progress, logging and sampling, REST tools, and faults.
+
+mod common;
+#[path = "common/fixture.rs"]
+mod fixture;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use fixture::*;
+use futures_util::{SinkExt, StreamExt};
+use mcpgate::config::Config;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+fn mcp_config(db: &Db) -> Config {
+    Config {
+        ssrf_allow_localhost: true,
+        tool_timeout: 10,
+        federation_timeout: 10,
+        retry_base_delay: 0.05,
+        retry_max_delay: 0.2,
+        ..config_for(db)
+    }
+}
+
+async fn rpc(gw: &Gw, token: &str, method: &str, params: Value) -> Value {
+    let (s, v) = gw
+        .post(
+            "/rpc",
+            token,
+            json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v
+}
+
+async fn register(gw: &Gw, name: &str, url: &str, transport: &str) -> Value {
+    let (s, v) = gw
+        .post(
+            "/v1/gateways",
+            &gw.admin,
+            json!({"name": name, "url": url, "transport": transport}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    v
+}
+
+async fn raw_rpc(gw: &Gw, body: &str) -> (StatusCode, Value) {
+    let resp = gw
+        .http
+        .post(gw.url("/rpc"))
+        .bearer_auth(&gw.admin)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let s = resp.status();
+    (s, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpc_endpoint_handles_good_and_bad_messages() {
+    let db = Db::new(Backend::Sqlite).await;
+    let gw = Gw::start(mcp_config(&db)).await;
+    let init = rpc(&gw, &gw.admin, "initialize", json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}})).await;
+    assert_eq!(init["result"]["protocolVersion"], "2025-06-18");
+    assert_eq!(init["result"]["serverInfo"]["name"], "mcpgate");
+    let init = rpc(
+        &gw,
+        &gw.admin,
+        "initialize",
+        json!({"protocolVersion": "1999-01-01", "capabilities": {}}),
+    )
+    .await;
+    assert_eq!(
+        init["result"]["protocolVersion"], "2025-11-25",
+        "unknown versions get the latest"
+    );
+    assert_eq!(
+        rpc(&gw, &gw.admin, "ping", json!({})).await["result"],
+        json!({})
+    );
+    assert_eq!(
+        rpc(&gw, &gw.admin, "tools/list", json!({})).await["result"]["tools"],
+        json!([])
+    );
+    let e = rpc(&gw, &gw.admin, "no/such/method", json!({})).await;
+    assert_eq!(e["error"]["code"], -32601);
+    let e = rpc(&gw, &gw.admin, "tools/call", json!({"name": "missing"})).await;
+    assert_eq!(e["error"]["code"], -32602);
+    let e = rpc(&gw, &gw.admin, "tools/call", json!({})).await;
+    assert_eq!(e["error"]["code"], -32602);
+    let e = rpc(
+        &gw,
+        &gw.admin,
+        "resources/read",
+        json!({"uri": "test://nothing"}),
+    )
+    .await;
+    assert_eq!(e["error"]["code"], -32002);
+    let e = rpc(&gw, &gw.admin, "logging/setLevel", json!({"level": "loud"})).await;
+    assert_eq!(e["error"]["code"], -32602);
+    let e = rpc(&gw, &gw.admin, "initialize", json!({})).await;
+    assert_eq!(e["error"]["code"], -32602);
+
+    let (s, v) = raw_rpc(&gw, "{oops").await;
+    assert_eq!(
+        (s, v["error"]["code"].as_i64()),
+        (StatusCode::BAD_REQUEST, Some(-32700))
+    );
+    let (s, v) = raw_rpc(&gw, r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_i64()),
+        (StatusCode::BAD_REQUEST, Some(-32600))
+    );
+    let (s, v) = raw_rpc(&gw, r#"{"jsonrpc":"1.0","id":9,"method":"ping"}"#).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_i64(), v["id"].as_i64()),
+        (StatusCode::BAD_REQUEST, Some(-32600), Some(9))
+    );
+    let (s, _) = raw_rpc(
+        &gw,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"x":"{}"}}}}"#,
+        "x".repeat(2 << 20)
+    );
+    let (s, _) = raw_rpc(&gw, &big).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    // POST / is the same endpoint; both need a token.
+    let (s, v) = gw
+        .post(
+            "/",
+            &gw.admin,
+            json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}),
+        )
+        .await;
+    assert_eq!((s, v["result"].clone()), (StatusCode::OK, json!({})));
+    let (s, _) = gw
+        .call(
+            reqwest::Method::POST,
+            "/rpc",
+            None,
+            Some(json!({"jsonrpc": "2.0", "id": 1, "method": "ping"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamable_http_sessions_versions_and_origins() {
+    let db = Db::new(Backend::Sqlite).await;
+    let gw = Gw::start(mcp_config(&db)).await;
+    let mut c = McpClient::new(gw.url("/mcp"), Some(gw.admin.clone()));
+    let init = c.initialize(json!({})).await;
+    let sid = c.session.clone().expect("Mcp-Session-Id on initialize");
+    assert_eq!(sid.len(), 64);
+    assert_eq!(
+        init.result()["result"]["capabilities"]["tools"],
+        json!({"listChanged": false})
+    );
+    assert_eq!(
+        c.call("ping", json!({})).await.result()["result"],
+        json!({})
+    );
+
+    // Unknown session: 404; another principal's session: 404.
+    let mut other = McpClient::new(gw.url("/mcp"), Some(gw.admin.clone()));
+    other.session = Some("0".repeat(64));
+    assert_eq!(
+        other.call("ping", json!({})).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let mut thief = McpClient::new(gw.url("/mcp"), Some(gw.token("eve@example.com")));
+    thief.session = Some(sid.clone());
+    assert_eq!(
+        thief.call("ping", json!({})).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Protocol version header.
+    let resp = c
+        .request_builder(&json!({"jsonrpc": "2.0", "id": 5, "method": "ping"}))
+        .header("mcp-protocol-version", "2030-01-01")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("Unsupported protocol version")
+    );
+    let resp = c
+        .request_builder(&json!({"jsonrpc": "2.0", "id": 6, "method": "ping"}))
+        .header("mcp-protocol-version", "2025-03-26")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // DNS rebinding: foreign Host or Origin is 403.
+    let resp = c
+        .request_builder(&json!({"jsonrpc": "2.0", "id": 7, "method": "ping"}))
+        .header("origin", "http://evil.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = c
+        .request_builder(&json!({"jsonrpc": "2.0", "id": 8, "method": "ping"}))
+        .header("host", "evil.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+
+    // Wrong content type, bad body.
+    let resp = c
+        .http
+        .post(gw.url("/mcp"))
+        .bearer_auth(&gw.admin)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let resp = c
+        .http
+        .post(gw.url("/mcp"))
+        .bearer_auth(&gw.admin)
+        .header("content-type", "application/json")
+        .body("{bad")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+
+    // GET without a session is 405; with one it opens a stream.
+    let resp = c
+        .http
+        .get(gw.url("/mcp"))
+        .bearer_auth(&gw.admin)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let resp = c
+        .http
+        .get(gw.url("/mcp"))
+        .bearer_auth(&gw.admin)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    drop(resp);
+
+    // DELETE ends the session.
+    let resp = c
+        .http
+        .delete(gw.url("/mcp"))
+        .bearer_auth(&gw.admin)
+        .header("mcp-session-id", &sid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        c.call("ping", json!({})).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Unknown virtual server: 404.
+    let mut s = McpClient::new(gw.url("/servers/nope/mcp"), Some(gw.admin.clone()));
+    assert_eq!(
+        s.call("ping", json!({})).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // The stateless revision: headers must match the body.
+    let resp = c.http.post(gw.url("/mcp")).bearer_auth(&gw.admin).header("content-type", "application/json")
+        .header("mcp-protocol-version", "2026-07-28").header("mcp-method", "tools/call")
+        .body(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}}).to_string())
+        .send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let resp = c.http.post(gw.url("/mcp")).bearer_auth(&gw.admin).header("content-type", "application/json")
+        .header("mcp-protocol-version", "2026-07-28").header("mcp-method", "tools/list")
+        .body(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}}).to_string())
+        .send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["result"]["resultType"], "complete");
+    assert_eq!(v["result"]["cacheScope"], "private");
+    let v = rpc(&gw, &gw.admin, "server/discover", json!({})).await;
+    assert!(
+        v["result"]["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("2026-07-28"))
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_needs_auth_unless_disabled() {
+    let db = Db::new(Backend::Sqlite).await;
+    let gw = Gw::start(mcp_config(&db)).await;
+    let mut c = McpClient::new(gw.url("/mcp"), None);
+    assert_eq!(
+        c.call("ping", json!({})).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    c.token = Some("garbage".into());
+    assert_eq!(
+        c.call("ping", json!({})).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    gw.stop().await;
+
+    let gw = Gw::start(Config {
+        mcp_require_auth: Some(false),
+        ..mcp_config(&db)
+    })
+    .await;
+    gw.tool(&gw.admin, rest_tool("public_tool")).await;
+    gw.tool(
+        &gw.admin,
+        json!({"name": "secret_tool", "url": "https://a.example/x", "visibility": "private"}),
+    )
+    .await;
+    let mut anon = McpClient::new(gw.url("/mcp"), None);
+    anon.initialize(json!({})).await;
+    let list = anon.call("tools/list", json!({})).await;
+    let names: Vec<&str> = list.result()["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["public_tool"],
+        "anonymous sees public items only"
+    );
+    // The REST API still needs a token.
+    assert_eq!(
+        gw.call(reqwest::Method::GET, "/v1/tools", None, None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    gw.stop().await;
+}
+
+async fn federation(backend: Backend) {
+    let fx = Fixture::start(0, &["--tools", "3"]);
+    let db = Db::new(backend).await;
+    let gw = Gw::start(mcp_config(&db)).await;
+    let g = register(&gw, "Fixture One", &fx.url(), "STREAMABLEHTTP").await;
+    assert_eq!(g["capabilities"]["tools"]["listChanged"], true);
+    let (_, tools) = gw
+        .get(
+            &format!(
+                "/v1/tools?gateway_id={}&limit=500",
+                g["id"].as_str().unwrap()
+            ),
+            &gw.admin,
+        )
+        .await;
+    let names = names(&tools);
+    assert!(names.contains(&"fixture-one-echo".to_owned()), "{names:?}");
+    assert!(names.contains(&"fixture-one-tool_002".to_owned()));
+    // The input schema is passed through untouched.
+    let schema_tool = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["originalName"] == "json_schema_2020_12_tool")
+        .unwrap();
+    assert_eq!(
+        schema_tool["inputSchema"]["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    assert_eq!(schema_tool["inputSchema"]["additionalProperties"], false);
+
+    let t = gw.admin.clone();
+    let r = rpc(
+        &gw,
+        &t,
+        "tools/call",
+        json!({"name": "fixture-one-echo", "arguments": {"message": "hello"}}),
+    )
+    .await;
+    assert_eq!(tool_text(&r), "Echo: hello");
+    let r = rpc(
+        &gw,
+        &t,
+        "tools/call",
+        json!({"name": "fixture-one-test_error_handling"}),
+    )
+    .await;
+    assert_eq!(
+        r["result"]["isError"], true,
+        "tool errors stay results: {r}"
+    );
+    let r = rpc(
+        &gw,
+        &t,
+        "resources/read",
+        json!({"uri": "test://static-text"}),
+    )
+    .await;
+    assert_eq!(r["result"]["contents"][0]["mimeType"], "text/plain");
+    let r = rpc(
+        &gw,
+        &t,
+        "resources/read",
+        json!({"uri": "test://template/42/data"}),
+    )
+    .await;
+    assert!(
+        r["result"]["contents"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("42"),
+        "{r}"
+    );
+    let r = rpc(&gw, &t, "resources/templates/list", json!({})).await;
+    assert_eq!(
+        r["result"]["resourceTemplates"][0]["uriTemplate"],
+        "test://template/{id}/data"
+    );
+    let r = rpc(&gw, &t, "prompts/get", json!({"name": "fixture-one-test_prompt_with_arguments", "arguments": {"arg1": "A1", "arg2": "B2"}})).await;
+    let text = r["result"]["messages"][0]["content"]["text"]
+        .as_str()
+        .unwrap();
+    assert!(text.contains("A1") && text.contains("B2"), "{r}");
+    let r = rpc(&gw, &t, "completion/complete", json!({"ref": {"type": "ref/prompt", "name": "fixture-one-test_prompt_with_arguments"}, "argument": {"name": "arg1", "value": "par"}})).await;
+    assert_eq!(
+        r["result"]["completion"]["values"],
+        json!(["paris", "park", "party"])
+    );
+
+    // A virtual server without prefixes exposes the upstream names.
+    let (_, all_tools) = gw.get("/v1/tools?limit=500", &t).await;
+    let ids: Vec<Value> = all_tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].clone())
+        .collect();
+    let (s, _) = gw.post("/v1/servers", &t, json!({"id": "plain", "name": "Plain", "prefix_mode": "never", "associated_tools": ids})).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let mut c = McpClient::new(gw.url("/servers/plain/mcp"), Some(t.clone()));
+    c.initialize(json!({})).await;
+    let list = c.call("tools/list", json!({})).await;
+    let listed: Vec<String> = list.result()["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        listed.contains(&"echo".to_owned()) && !listed.iter().any(|n| n.starts_with("fixture-one")),
+        "{listed:?}"
+    );
+    let r = c
+        .call(
+            "tools/call",
+            json!({"name": "echo", "arguments": {"message": "plain"}}),
+        )
+        .await;
+    assert_eq!(tool_text(r.result()), "Echo: plain");
+    // Listing is served from the snapshot: no SQL, no upstream round trip.
+    let store = gw.running.state.registry.store();
+    let before = store.query_count();
+    for _ in 0..5 {
+        assert_eq!(c.call("tools/list", json!({})).await.status, StatusCode::OK);
+        rpc(&gw, &t, "tools/list", json!({})).await;
+    }
+    assert_eq!(store.query_count(), before);
+
+    // Refresh keeps ids; deleting the gateway removes its tools.
+    let gid = g["id"].as_str().unwrap();
+    let (s, v) = gw
+        .post(&format!("/v1/gateways/{gid}/tools/refresh"), &t, json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["toolCount"], tools.as_array().unwrap().len());
+    let (_, after) = gw
+        .get(&format!("/v1/tools?gateway_id={gid}&limit=500"), &t)
+        .await;
+    assert_eq!(
+        after
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| &t["id"])
+            .collect::<Vec<_>>(),
+        tools
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| &t["id"])
+            .collect::<Vec<_>>()
+    );
+    gw.delete(&format!("/v1/gateways/{gid}"), &t).await;
+    assert!(
+        gw.get("/v1/tools", &t)
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    gw.stop().await;
+    db.drop_db().await;
+}
+both!(federates_a_streamable_http_upstream, federation);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_prefixes_only_on_clashes() {
+    let a = Fixture::start(0, &["--tools", "1"]);
+    let b = Fixture::start(0, &[]);
+    let db = Db::new(Backend::Sqlite).await;
+    let gw = Gw::start(mcp_config(&db)).await;
+    register(&gw, "alpha", &a.url(), "STREAMABLEHTTP").await;
+    register(&gw, "beta", &b.url(), "STREAMABLEHTTP").await;
+    let (_, tools) = gw.get("/v1/tools?limit=500", &gw.admin).await;
+    let ids: Vec<Value> = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].clone())
+        .collect();
+    gw.post("/v1/servers", &gw.admin, json!({"id": "both", "name": "Both", "prefix_mode": "conditional", "associated_tools": ids})).await;
+    let r = rpc(&gw, &gw.admin, "tools/list", json!({})).await;
+    assert_eq!(r["result"]["tools"].as_array().unwrap().len(), ids.len());
+    let mut c = McpClient::new(gw.url("/servers/both/mcp"), Some(gw.admin.clone()));
+    let list = c.call("tools/list", json!({})).await;
+    let listed: Vec<String> = list.result()["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        listed.contains(&"tool_000".to_owned()),
+        "unique names stay plain: {listed:?}"
+    );
+    assert!(
+        listed.contains(&"alpha-echo".to_owned()) && listed.contains(&"beta-echo".to_owned()),
+        "clashes are prefixed: {listed:?}"
+    );
+    let r = c
+        .call(
+            "tools/call",
+            json!({"name": "beta-echo", "arguments": {"message": "b"}}),
+        )
+        .await;
+    assert_eq!(tool_text(r.result()), "Echo: b");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_progress_logging_sampling_and_elicitation() {
+    let fx = Fixture::start(0, &[]);
+    let db = Db::new(Backend::Sqlite).await;
+    let gw = Gw::start(mcp_config(&db)).await;
+    register(&gw, "fx", &fx.url(), "STREAMABLEHTTP").await;
+    let mut c = McpClient::new(gw.url("/mcp"), Some(gw.admin.clone()));
+    c.initialize(json!({"sampling": {}, "elicitation": {}}))
+        .await;
+
+    let seen = c
+        .call_streaming(
+            json!({"name": "fx-test_tool_with_progress", "_meta": {"progressToken": "tok-7"}}),
+            |_, _| json!({}),
+        )
+        .await;
+    let progress: Vec<&Value> = seen
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .collect();
+    assert_eq!(progress.len(), 3, "{seen:?}");
+    assert!(
+        progress
+            .iter()
+            .all(|p| p["params"]["progressToken"] == "tok-7"),
+        "the client's token comes back"
+    );
+    let values: Vec<f64> = progress
+        .iter()
+        .map(|p| p["params"]["progress"].as_f64().unwrap())
+        .collect();
+    assert!(values.windows(2).all(|w| w[0] <= w[1]));
+
+    let seen = c
+        .call_streaming(json!({"name": "fx-test_tool_with_logging"}), |_, _| {
+            json!({})
+        })
+        .await;
+    assert_eq!(
+        seen.iter()
+            .filter(|m| m["method"] == "notifications/message")
+            .count(),
+        3,
+        "{seen:?}"
+    );
+
+    let seen = c
+        .call_streaming(json!({"name": "fx-test_sampling", "arguments": {"prompt": "2+2?"}}), |method, params| {
+            assert_eq!(method, "sampling/createMessage");
+            assert_eq!(params["messages"][0]["content"]["text"], "2+2?");
+            json!({"role": "assistant", "content": {"type": "text", "text": "four"}, "model": "test-model"})
+        })
+        .await;
+    let last = seen.last().unwrap();
+    assert_eq!(
+        last["result"]["content"][0]["text"], "LLM response: four",
+        "{seen:?}"
+    );
+
+    let seen = c
+        .call_streaming(json!({"name": "fx-test_elicitation", "arguments": {"message": "who?"}}), |method, _| {
+            assert_eq!(method, "elicitation/create");
+            json!({"action": "accept", "content": {"username": "ann", "email": "ann@example.com"}})
+        })
+        .await;
+    assert!(
+        seen.last().unwrap()["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("ann@example.com")
+    );
+
+    // Without a session there is no client to ask: a clear error, no hang.
+    let r = rpc(
+        &gw,
+        &gw.admin,
+        "tools/call",
+        json!({"name": "fx-test_sampling", "arguments": {"prompt": "x"}}),
+    )
+    .await;
+    assert!(r.get("error").is_some(), "{r}");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn federates_sse_and_stdio_upstreams() {
+    let fx = Fixture::start(0, &[]);
+    let db = Db::new(Backend::Sqlite).await;
+    let gw = Gw::start(mcp_config(&db)).await;
+    register(&gw, "over sse", &fx.sse_url(), "SSE").await;
+    register(
+        &gw,
+        "over stdio",
+        &format!("{FIXTURE} --transport stdio"),
+        "STDIO",
+    )
+    .await;
+    for name in ["over-sse-echo", "over-stdio-echo"] {
+        let r = rpc(
+            &gw,
+            &gw.admin,
+            "tools/call",
+            json!({"name": name, "arguments": {"message": name}}),
+        )
+        .await;
+        assert_eq!(tool_text(&r), format!("Echo: {name}"), "{r}");
+    }
+    // Progress is relayed from a stream upstream too.
+    let mut c = McpClient::new(gw.url("/mcp"), Some(gw.admin.clone()));
+    c.initialize(json!({})).await;
+    let seen = c
+        .call_streaming(
+            json!({"name": "over-stdio-test_tool_with_progress", "_meta": {"progressToken": 5}}),
+            |_, _| json!({}),
+        )
+        .await;
+    assert_eq!(seen.iter().filter(|m| m["method"] == "notifications/progress" && m["params"]["progressToken"] == 5).count(), 3, "{seen:?}");
+    // Only platform admins may register commands.
+    let (s, _) = gw
+        .post(
+            "/v1/gateways",
+            &gw.token("dev@example.com"),
+            json!({"name": "cmd", "url": "echo hi", "transport": "STDIO"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_sse_and_websocket_transports() {
+    let db = Db::new(Backend::Sqlite).await;
+    let gw = Gw::start(mcp_config(&db)).await;
+    gw.tool(&gw.admin, rest_tool("listed")).await;
+
+    // Legacy SSE: the endpoint event, then answers on the stream.
+    let resp = gw
+        .http
+        .get(gw.url("/sse"))
+        .bearer_auth(&gw.admin)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut events = eventsource_stream::Eventsource::eventsource(resp.bytes_stream());
+    let endpoint = events.next().await.unwrap().unwrap();
+    assert_eq!(endpoint.event, "endpoint");
+    assert!(endpoint.data.starts_with("/message?session_id="));
+    let post = |body: Value| {
+        gw.http
+            .post(gw.url(&endpoint.data))
+            .bearer_auth(&gw.admin)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    assert_eq!(
+        post(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    let msg = events.next().await.unwrap().unwrap();
+    let v: Value = serde_json::from_str(&msg.data).unwrap();
+    assert_eq!(v["result"]["tools"][0]["name"], "listed");
+    let bad = gw
+        .http
+        .post(gw.url("/message?session_id=nope"))
+        .bearer_auth(&gw.admin)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::NOT_FOUND);
+    drop(events);
+
+    // WebSocket: one message per frame, malformed frames get -32700.
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        format!("ws://{}/ws", gw.running.addr),
+    )
+    .unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", gw.admin).parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("websocket connects");
+    use tokio_tungstenite::tungstenite::Message as M;
+    ws.send(M::Text(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let reply: Value =
+        serde_json::from_str(ws.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
+    assert_eq!(reply["result"]["tools"][0]["name"], "listed");
+    ws.send(M::Text("{nope".into())).await.unwrap();
+    let reply: Value =
+        serde_json::from_str(ws.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
+    assert_eq!(reply["error"]["code"], -32700);
+    // Without a token the upgrade is refused.
+    let e = tokio_tungstenite::connect_async(format!("ws://{}/ws", gw.running.addr))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("401"), "{e}");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_faults_fail_fast_and_recover() {
+    let mut crashing = Fixture::start(0, &[]);
+    let steady = Fixture::start(0, &[]);
+    let db = Db::new(Backend::Sqlite).await;
+    let gw = Gw::start(Config {
+        tool_timeout: 3,
+        ..mcp_config(&db)
+    })
+    .await;
+    register(&gw, "crashy", &crashing.url(), "STREAMABLEHTTP").await;
+    register(&gw, "steady", &steady.url(), "STREAMABLEHTTP").await;
+    let t = gw.admin.clone();
+
+    // Killed mid-call: an error well within the timeout; others still served.
+    let start = Instant::now();
+    let r = rpc(&gw, &t, "tools/call", json!({"name": "crashy-test_crash"})).await;
+    assert!(r.get("error").is_some(), "{r}");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        start.elapsed()
+    );
+    let _ = crashing.child.wait();
+    let r = rpc(
+        &gw,
+        &t,
+        "tools/call",
+        json!({"name": "steady-echo", "arguments": {"message": "ok"}}),
+    )
+    .await;
+    assert_eq!(tool_text(&r), "Echo: ok");
+
+    // Hanging: the tool's timeout applies.
+    let (_, tools) = gw.get("/v1/tools?limit=500", &t).await;
+    let hang = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "steady-test_hang")
+        .unwrap();
+    gw.put(
+        &format!("/v1/tools/{}", hang["id"].as_str().unwrap()),
+        &t,
+        json!({"timeout_ms": 300}),
+    )
+    .await;
+    let start = Instant::now();
+    let r = rpc(&gw, &t, "tools/call", json!({"name": "steady-test_hang"})).await;
+    assert_eq!(r["error"]["code"], -32001, "{r}");
+    assert!(start.elapsed() < Duration::from_secs(2));
+    let r = rpc(
+        &gw,
+        &t,
+        "tools/call",
+        json!({"name": "steady-echo", "arguments": {"message": "still"}}),
+    )
+    .await;
+    assert_eq!(tool_text(&r), "Echo: still");
+
+    // Down: clear error. Restarted on the same port: works again, no gateway restart.
+    let port = crashing.port;
+    let r = rpc(
+        &gw,
+        &t,
+        "tools/call",
+        json!({"name": "crashy-echo", "arguments": {"message": "x"}}),
+    )
+    .await;
+    assert!(
+        r["error"]["message"].as_str().unwrap().contains("crashy"),
+        "{r}"
+    );
+    let _revived = Fixture::start(port, &[]);
+    let r = rpc(
+        &gw,
+        &t,
+        "tools/call",
+        json!({"name": "crashy-echo", "arguments": {"message": "back"}}),
+    )
+    .await;
+    assert_eq!(tool_text(&r), "Echo: back", "{r}");
+
+    // An unreachable upstream cannot be registered.
+    let (s, v) = gw
+        .post(
+            "/v1/gateways",
+            &t,
+            json!({"name": "ghost", "url": "http://127.0.0.1:9/mcp"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{v}");
+    assert!(
+        gw.get("/v1/gateways", &t)
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["name"] != "ghost")
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_mark_unreachable_and_restore() {
+    let mut fx = Fixture::start(0, &[]);
+    let db = Db::new(Backend::Sqlite).await;
+    let gw = Gw::start(Config {
+        health_check_interval: 1,
+        unhealthy_threshold: 2,
+        gateway_health_check_timeout: 0.5,
+        ..mcp_config(&db)
+    })
+    .await;
+    let g = register(&gw, "flaky", &fx.url(), "STREAMABLEHTTP").await;
+    let gid = g["id"].as_str().unwrap().to_owned();
+    let port = fx.port;
+    fx.kill();
+    let reachable = |v: &Value| v["reachable"].as_bool().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reachable(&gw.get(&format!("/v1/gateways/{gid}"), &gw.admin).await.1) {
+        assert!(Instant::now() < deadline, "never marked unreachable");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let start = Instant::now();
+    let r = rpc(
+        &gw,
+        &gw.admin,
+        "tools/call",
+        json!({"name": "flaky-echo", "arguments": {"message": "x"}}),
+    )
+    .await;
+    assert!(
+        r["error"]["message"].as_str().unwrap().contains("offline"),
+        "{r}"
+    );
+    assert!(start.elapsed() < Duration::from_millis(500), "fails fast");
+    let _back = Fixture::start(port, &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !reachable(&gw.get(&format!("/v1/gateways/{gid}"), &gw.admin).await.1) {
+        assert!(Instant::now() < deadline, "never restored");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let r = rpc(
+        &gw,
+        &gw.admin,
+        "tools/call",
+        json!({"name": "flaky-echo", "arguments": {"message": "y"}}),
+    )
+    .await;
+    assert_eq!(tool_text(&r), "Echo: y");
+    gw.stop().await;
+}
+
+/// A tiny REST API on loopback for REST tool tests.
+async fn rest_upstream() -> (String, tokio::task::JoinHandle<()>) {
+    use axum::routing::get;
+    async fn weather(
+        axum::extract::Path(city): axum::extract::Path<String>,
+        axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+        headers: axum::http::HeaderMap,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        if headers.get("authorization").and_then(|v| v.to_str().ok())
+            != Some("Bearer upstream-secret")
+        {
+            return (axum::http::StatusCode::UNAUTHORIZED, "no").into_response();
+        }
+        axum::Json(json!({"city": city, "units": q.get("units"), "temp": 21})).into_response()
+    }
+    async fn fail() -> (axum::http::StatusCode, &'static str) {
+        (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "upstream broke",
+        )
+    }
+    let app = axum::Router::new()
+        .route("/weather/{city}", get(weather))
+        .route("/fail", get(fail).post(fail));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    (
+        base,
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() }),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_tools_are_called_through_the_ssrf_guard() {
+    let (base, _srv) = rest_upstream().await;
+    let db = Db::new(Backend::Sqlite).await;
+    let gw = Gw::start(mcp_config(&db)).await;
+    let t = gw.admin.clone();
+    gw.tool(&t, json!({"name": "weather", "url": format!("{base}/weather/{{city}}"), "request_type": "GET", "auth": {"auth_type": "bearer", "token": "upstream-secret"}})).await;
+    gw.tool(
+        &t,
+        json!({"name": "broken", "url": format!("{base}/fail"), "request_type": "POST"}),
+    )
+    .await;
+    gw.tool(&t, json!({"name": "metadata", "url": "http://169.254.169.254/latest/meta-data", "request_type": "GET"})).await;
+    let r = rpc(
+        &gw,
+        &t,
+        "tools/call",
+        json!({"name": "weather", "arguments": {"city": "Oslo", "units": "metric"}}),
+    )
+    .await;
+    assert_eq!(
+        r["result"]["structuredContent"],
+        json!({"city": "Oslo", "units": "metric", "temp": 21}),
+        "{r}"
+    );
+    assert!(r["result"].get("isError").is_none());
+    let r = rpc(
+        &gw,
+        &t,
+        "tools/call",
+        json!({"name": "weather", "arguments": {}}),
+    )
+    .await;
+    assert_eq!(r["result"]["isError"], true);
+    let r = rpc(&gw, &t, "tools/call", json!({"name": "broken"})).await;
+    assert_eq!(r["result"]["isError"], true);
+    assert!(tool_text(&r).starts_with("HTTP 500"), "{r}");
+    let r = rpc(&gw, &t, "tools/call", json!({"name": "metadata"})).await;
+    assert!(tool_text(&r).contains("SSRF"), "{r}");
+    gw.stop().await;
+
+    // Loopback is refused unless allowed.
+    let gw = Gw::start(Config {
+        ssrf_allow_localhost: false,
+        ..mcp_config(&db)
+    })
+    .await;
+    let r = rpc(
+        &gw,
+        &gw.admin,
+        "tools/call",
+        json!({"name": "weather", "arguments": {"city": "Oslo"}}),
+    )
+    .await;
+    assert_eq!(r["result"]["isError"], true);
+    assert!(tool_text(&r).contains("SSRF"), "{r}");
+    let (s, v) = gw
+        .post(
+            "/v1/gateways",
+            &gw.admin,
+            json!({"name": "local", "url": format!("{base}/mcp")}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY);
+    assert!(v["detail"].as_str().unwrap().contains("SSRF"), "{v}");
+    gw.stop().await;
+}
