@@ -383,9 +383,12 @@ async fn federation(backend: Backend) {
             &gw.admin,
         )
         .await;
-    let names = names(&tools);
-    assert!(names.contains(&"fixture-one-echo".to_owned()), "{names:?}");
-    assert!(names.contains(&"fixture-one-tool_002".to_owned()));
+    let listed_names = names(&tools);
+    assert!(
+        listed_names.contains(&"fixture-one-echo".to_owned()),
+        "{listed_names:?}"
+    );
+    assert!(listed_names.contains(&"fixture-one-tool_002".to_owned()));
     // The input schema is passed through untouched.
     let schema_tool = tools
         .as_array()
@@ -495,6 +498,52 @@ async fn federation(backend: Backend) {
         rpc(&gw, &t, "tools/list", json!({})).await;
     }
     assert_eq!(store.query_count(), before);
+
+    // An upstream's list_changed makes the gateway discover again.
+    let r = rpc(
+        &gw,
+        &t,
+        "tools/call",
+        json!({"name": "fixture-one-test_toggle_dynamic_tool"}),
+    )
+    .await;
+    assert!(tool_text(&r).contains("listed"), "{r}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, v) = gw.get("/v1/tools?limit=500", &t).await;
+        if names(&v).contains(&"fixture-one-test_dynamic_tool".to_owned()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "list_changed did not trigger a refresh"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = rpc(
+        &gw,
+        &t,
+        "tools/call",
+        json!({"name": "fixture-one-test_toggle_dynamic_tool"}),
+    )
+    .await;
+    assert!(tool_text(&r).contains("gone"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while names(&gw.get("/v1/tools?limit=500", &t).await.1)
+        .contains(&"fixture-one-test_dynamic_tool".to_owned())
+    {
+        assert!(Instant::now() < deadline, "removed tool still listed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, tools) = gw
+        .get(
+            &format!(
+                "/v1/tools?gateway_id={}&limit=500",
+                g["id"].as_str().unwrap()
+            ),
+            &gw.admin,
+        )
+        .await;
 
     // Refresh keeps ids; deleting the gateway removes its tools.
     let gid = g["id"].as_str().unwrap();
@@ -649,6 +698,70 @@ async fn relays_progress_logging_sampling_and_elicitation() {
             .unwrap()
             .contains("ann@example.com")
     );
+
+    // The client's cancellation is forwarded: the call ends at once.
+    let cancel_client = McpClient {
+        http: c.http.clone(),
+        url: c.url.clone(),
+        token: c.token.clone(),
+        session: c.session.clone(),
+        next: 900,
+    };
+    let slow = tokio::spawn(async move {
+        cancel_client.send(&json!({"jsonrpc": "2.0", "id": "slow-1", "method": "tools/call", "params": {"name": "fx-test_slow", "arguments": {"ms": 20000}}})).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let start = Instant::now();
+    let r = c.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "slow-1", "reason": "test"}})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let reply = tokio::time::timeout(Duration::from_secs(5), slow)
+        .await
+        .expect("cancelled call ends")
+        .unwrap();
+    assert!(
+        reply.result().get("error").is_some(),
+        "{:?}",
+        reply.messages
+    );
+    assert!(start.elapsed() < Duration::from_secs(5));
+
+    // Events carry ids; Last-Event-ID replays the rest of a stream.
+    let resp = c.request_builder(&json!({"jsonrpc": "2.0", "id": "p2", "method": "tools/call", "params": {"name": "fx-test_tool_with_progress", "_meta": {"progressToken": "r"}}})).send().await.unwrap();
+    let body = resp.text().await.unwrap();
+    let first_id = body
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .expect("event ids")
+        .to_owned();
+    let replay = c
+        .http
+        .get(gw.url("/mcp"))
+        .bearer_auth(&gw.admin)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", c.session.clone().unwrap())
+        .header("last-event-id", &first_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), StatusCode::OK);
+    let mut events = eventsource_stream::Eventsource::eventsource(replay.bytes_stream());
+    let mut replayed = Vec::new();
+    while replayed.len() < 3 {
+        let ev = tokio::time::timeout(Duration::from_secs(5), events.next())
+            .await
+            .expect("replayed event")
+            .unwrap()
+            .unwrap();
+        if !ev.data.is_empty() {
+            replayed.push(serde_json::from_str::<Value>(&ev.data).unwrap());
+        }
+    }
+    assert_eq!(
+        replayed.last().unwrap()["id"],
+        "p2",
+        "the final answer is replayed: {replayed:?}"
+    );
+    drop(events);
 
     // Without a session there is no client to ask: a clear error, no hang.
     let r = rpc(

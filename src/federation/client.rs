@@ -183,6 +183,7 @@ impl Upstream {
                 session: Mutex::new(None),
                 version: Mutex::new(None),
                 alive: AtomicBool::new(true),
+                on_unsolicited: on_unsolicited.clone(),
             }),
             Transport::Sse => {
                 Inner::Stream(StreamConn::sse(&spec, http, timeout, on_unsolicited).await?)
@@ -337,6 +338,7 @@ struct HttpConn {
     session: Mutex<Option<String>>,
     version: Mutex<Option<String>>,
     alive: AtomicBool,
+    on_unsolicited: Option<mpsc::UnboundedSender<(String, Value)>>,
 }
 
 impl HttpConn {
@@ -469,6 +471,13 @@ impl HttpConn {
             match jsonrpc::parse(ev.data.as_bytes()) {
                 Ok(Message::Response { id: rid, result }) if &rid == id => {
                     return rpc_result(name, result);
+                }
+                Ok(Message::Notification { method, params })
+                    if method.ends_with("/list_changed") =>
+                {
+                    if let Some(tx) = &self.on_unsolicited {
+                        let _ = tx.send((method, params));
+                    }
                 }
                 Ok(Message::Notification { method, params }) => {
                     if let Some(r) = &relay {

@@ -140,7 +140,8 @@ impl Federation {
         shared: bool,
     ) -> Result<Arc<Upstream>, UpstreamError> {
         let spec = self.spec(gw)?;
-        let notify = shared.then(|| {
+        let _ = shared;
+        let notify = {
             let (tx, mut rx) = mpsc::unbounded_channel::<(String, Value)>();
             let out = self.list_changed.clone();
             let id = gw.id.clone();
@@ -149,8 +150,8 @@ impl Federation {
                     let _ = out.send((id.clone(), json!(method)));
                 }
             });
-            tx
-        });
+            Some(tx)
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;

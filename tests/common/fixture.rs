@@ -79,7 +79,7 @@ pub struct McpClient {
     pub url: String,
     pub token: Option<String>,
     pub session: Option<String>,
-    next: u64,
+    pub next: u64,
 }
 
 pub struct Reply {
