@@ -3,6 +3,8 @@
 //! credentials, persistence across restarts, and SQL-free reads.
 
 mod common;
+#[path = "common/fixture.rs"]
+mod fixture;
 
 use common::*;
 use mcpgate::config::Config;
@@ -353,11 +355,12 @@ async fn pagination(backend: Backend) {
 both!(cursor_pagination, pagination);
 
 async fn every_kind(backend: Backend) {
+    let fx = fixture::Fixture::start(0, &[]);
     let db = Db::new(backend).await;
-    let gw = Gw::start(config_for(&db)).await;
+    let gw = Gw::start(Config { ssrf_allow_localhost: true, ..config_for(&db) }).await;
     let t = gw.admin.clone();
     let (s, g) = gw
-        .post("/v1/gateways", &t, json!({"name": "Upstream One", "url": "https://mcp.example.com/mcp", "transport": "STREAMABLEHTTP",
+        .post("/v1/gateways", &t, json!({"name": "Upstream One", "url": fx.url(), "transport": "STREAMABLEHTTP",
             "auth_type": "authheaders", "auth_header_key": "X-Api-Key", "auth_header_value": "k-123", "tags": "a,b"}))
         .await;
     assert_eq!(s, StatusCode::CREATED, "{g}");
