@@ -94,6 +94,7 @@ pub struct Config {
     pub ssrf_allow_private_networks: bool,
     pub ssrf_allowed_networks: Vec<String>,
     pub rest_response_text_max_length: usize,
+    pub server_threads: usize,
 }
 
 impl Default for Config {
@@ -156,6 +157,7 @@ impl Default for Config {
             ssrf_allow_private_networks: false,
             ssrf_allowed_networks: vec![],
             rest_response_text_max_length: 100_000,
+            server_threads: 0,
         }
     }
 }

@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use mcpgate::auth::{Signer, resolve_secrets};
+
+// glibc malloc serialises threads on its arena locks under load; mimalloc
+// keeps allocation thread-local.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use mcpgate::config::Config;
 
 #[derive(Parser)]

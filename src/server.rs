@@ -66,6 +66,33 @@ impl Running {
     }
 }
 
+/// `count` listening sockets on one address with SO_REUSEPORT (the first
+/// one decides the port when the address asks for port 0).
+fn bind_reuseport(addr: &str, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut resolved: SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(addr)?
+        .next()
+        .ok_or_else(|| std::io::Error::other("address does not resolve"))?;
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count.max(1) {
+        let socket = Socket::new(
+            Domain::for_address(resolved),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )?;
+        socket.set_reuse_address(true)?;
+        #[cfg(unix)]
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&resolved.into())?;
+        socket.listen(4096)?;
+        let l: std::net::TcpListener = socket.into();
+        resolved = l.local_addr()?;
+        out.push(l);
+    }
+    Ok(out)
+}
+
 pub async fn open_store(config: &Config) -> Result<Store, StoreError> {
     let store = Store::connect(config).await?;
     store.migrate().await?;
@@ -105,7 +132,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let state = AppState {
         federation,
         mcp,
-        sealer,
+        sealer: Arc::new(sealer),
         config: Arc::new(config),
         registry: registry.clone(),
         auth,
@@ -113,28 +140,66 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         started: Instant::now(),
     };
     let addr = format!("{}:{}", state.config.host, state.config.port);
-    let listener = TcpListener::bind(&addr)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: addr.clone(),
-            source,
-        })?;
-    let local = listener
+    let threads = match state.config.server_threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let listeners = bind_reuseport(&addr, threads).map_err(|source| StartError::Bind {
+        addr: addr.clone(),
+        source,
+    })?;
+    let local = listeners[0]
         .local_addr()
         .map_err(|source| StartError::Bind { addr, source })?;
     let sync = (state.config.registry_sync_interval > 0)
         .then(|| registry.spawn_sync(Duration::from_secs(state.config.registry_sync_interval)));
-    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    let (tx, rx) = tokio::sync::watch::channel(false);
     let app = router(state.clone());
-    let task = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = rx.wait_for(|v| *v).await;
-        })
-        .await
+    // One single-threaded runtime per core, each accepting on its own
+    // SO_REUSEPORT socket: requests never hop threads (as nginx workers do),
+    // which on small machines halves the scheduling overhead of a shared pool.
+    let mut threads_done = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let app = app.clone();
+        let mut rx = rx.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("mcpgate-http-{i}"))
+            .spawn(move || -> std::io::Result<()> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async move {
+                    use axum::serve::ListenerExt;
+                    // Small JSON answers must not wait for Nagle.
+                    let listener = TcpListener::from_std(listener)?.tap_io(|tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    });
+                    axum::serve(
+                        listener,
+                        app.into_make_service_with_connect_info::<SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(async move {
+                        let _ = rx.wait_for(|v| *v).await;
+                    })
+                    .await
+                })
+            })
+            .map_err(|source| StartError::Bind {
+                addr: local.to_string(),
+                source,
+            })?;
+        threads_done.push(handle);
+    }
+    let task = tokio::task::spawn_blocking(move || {
+        let mut result = Ok(());
+        for h in threads_done {
+            match h.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = Err(e),
+                Err(_) => result = Err(std::io::Error::other("a server thread panicked")),
+            }
+        }
+        result
     });
     tracing::info!(%local, database = state.registry.store().backend().as_str(), "mcpgate listening");
     Ok(Running {

@@ -357,7 +357,11 @@ both!(cursor_pagination, pagination);
 async fn every_kind(backend: Backend) {
     let fx = fixture::Fixture::start(0, &[]);
     let db = Db::new(backend).await;
-    let gw = Gw::start(Config { ssrf_allow_localhost: true, ..config_for(&db) }).await;
+    let gw = Gw::start(Config {
+        ssrf_allow_localhost: true,
+        ..config_for(&db)
+    })
+    .await;
     let t = gw.admin.clone();
     let (s, g) = gw
         .post("/v1/gateways", &t, json!({"name": "Upstream One", "url": fx.url(), "transport": "STREAMABLEHTTP",

@@ -34,7 +34,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub registry: Arc<Registry>,
     pub auth: Arc<Auth>,
-    pub sealer: Sealer,
+    pub sealer: Arc<Sealer>,
     pub metrics: Arc<Metrics>,
     pub started: Instant,
     pub federation: Arc<Federation>,

@@ -57,7 +57,16 @@ impl FedConfig {
     }
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<Arc<Upstream>>>>;
+/// The pooled connection of one gateway. Reads take a short std lock; only
+/// (re)connecting takes the async lock, so concurrent calls never queue
+/// behind each other.
+#[derive(Default)]
+struct SlotInner {
+    current: std::sync::RwLock<Option<Arc<Upstream>>>,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+type Slot = Arc<SlotInner>;
 
 pub struct Federation {
     pub http: reqwest::Client,
@@ -84,7 +93,7 @@ impl Federation {
                 policy: policy.clone(),
             }))
             .connect_timeout(Duration::from_secs(5))
-            .pool_max_idle_per_host(100)
+            .pool_max_idle_per_host(512)
             .redirect(reqwest::redirect::Policy::limited(5))
             .user_agent(concat!("mcpgate/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -181,36 +190,47 @@ impl Federation {
     }
 
     fn slot(&self, gateway_id: &str) -> Slot {
-        self.shared
-            .lock()
-            .expect("lock")
-            .entry(gateway_id.to_owned())
-            .or_default()
-            .clone()
+        let mut map = self.shared.lock().expect("lock");
+        if let Some(s) = map.get(gateway_id) {
+            return s.clone();
+        }
+        map.entry(gateway_id.to_owned()).or_default().clone()
     }
 
     /// The pooled connection to a gateway, opened on first use and reopened
     /// when it died.
     pub async fn shared(&self, gw: &Gateway) -> Result<Arc<Upstream>, UpstreamError> {
         let slot = self.slot(&gw.id);
-        let mut guard = slot.lock().await;
-        if let Some(u) = guard
+        let usable = |u: &Arc<Upstream>| u.is_alive() && u.spec.url == gw.url;
+        if let Some(u) = slot
+            .current
+            .read()
+            .expect("lock")
             .as_ref()
-            .filter(|u| u.is_alive() && u.spec.url == gw.url)
+            .filter(|u| usable(u))
+        {
+            return Ok(u.clone());
+        }
+        let _connecting = slot.connecting.lock().await;
+        if let Some(u) = slot
+            .current
+            .read()
+            .expect("lock")
+            .as_ref()
+            .filter(|u| usable(u))
         {
             return Ok(u.clone());
         }
         let u = self.connect(gw, json!({}), true).await?;
-        *guard = Some(u.clone());
+        *slot.current.write().expect("lock") = Some(u.clone());
         Ok(u)
     }
 
     /// Drops the pooled connection of a gateway (deleted, changed or dead).
     pub async fn forget(&self, gateway_id: &str) {
         let slot = self.shared.lock().expect("lock").remove(gateway_id);
-        if let Some(slot) = slot
-            && let Some(u) = slot.lock().await.take()
-        {
+        let taken = slot.and_then(|s| s.current.write().expect("lock").take());
+        if let Some(u) = taken {
             u.close().await;
         }
     }

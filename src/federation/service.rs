@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::value::RawValue;
+use crate::mcp::jsonrpc::Json;
 use serde_json::{Value, json};
 
 use super::Federation;
@@ -49,18 +49,18 @@ fn str_param<'p>(params: &'p Value, key: &str) -> Result<&'p str, RpcError> {
         .ok_or_else(|| RpcError::invalid_params(format!("{key} is required")))
 }
 
-fn raw_string(s: String) -> Box<RawValue> {
-    RawValue::from_string(s).expect("assembled JSON is valid")
+fn raw_string(s: String) -> Json {
+    Json::trusted(s)
 }
 
 /// `{"<key>": [items], "nextCursor": .., "ttlMs"/"cacheScope" when stateless}`.
-fn list_result(ctx: &Ctx, key: &str, items: &[&RawValue], next: Option<usize>) -> Box<RawValue> {
+fn list_result(ctx: &Ctx, key: &str, items: &[&str], next: Option<usize>) -> Json {
     let mut out = format!("{{\"{key}\":[");
     for (i, it) in items.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(it.get());
+        out.push_str(it);
     }
     out.push(']');
     if let Some(n) = next {
@@ -166,7 +166,7 @@ impl GatewayService {
         method: &str,
         params: Value,
         timeout: Duration,
-    ) -> Result<Box<RawValue>, RpcError> {
+    ) -> Result<Json, RpcError> {
         let relay: Arc<dyn Relay> = Arc::new(PeerRelay(ctx.peer.clone()));
         let r = self
             .fed
@@ -218,7 +218,7 @@ impl GatewayService {
             .copied()
     }
 
-    async fn call_tool(&self, ctx: &Ctx, params: Value) -> Result<Box<RawValue>, RpcError> {
+    async fn call_tool(&self, ctx: &Ctx, params: Value) -> Result<Json, RpcError> {
         let name = str_param(&params, "name")?;
         let args = params
             .get("arguments")
@@ -263,9 +263,9 @@ impl GatewayService {
         self.forward(ctx, gw, "tools/call", upstream, timeout).await
     }
 
-    fn list_tools(&self, ctx: &Ctx, params: &Value) -> Result<Box<RawValue>, RpcError> {
+    fn list_tools(&self, ctx: &Ctx, params: &Value) -> Result<Json, RpcError> {
         let snap = self.registry.snapshot();
-        let items: Vec<&RawValue> = self
+        let items: Vec<&str> = self
             .scope(&snap, ctx)
             .tools
             .iter()
@@ -275,16 +275,20 @@ impl GatewayService {
                     return None;
                 }
                 let j = snap.mcp_tools.get(id)?;
-                Some(if *plain { &*j.plain } else { &*j.prefixed })
+                Some(if *plain {
+                    j.plain.get()
+                } else {
+                    j.prefixed.get()
+                })
             })
             .collect();
         let (start, end, next) = page_bounds(params, items.len(), self.page_size)?;
         Ok(list_result(ctx, "tools", &items[start..end], next))
     }
 
-    fn list_prompts(&self, ctx: &Ctx, params: &Value) -> Result<Box<RawValue>, RpcError> {
+    fn list_prompts(&self, ctx: &Ctx, params: &Value) -> Result<Json, RpcError> {
         let snap = self.registry.snapshot();
-        let items: Vec<Box<RawValue>> = self
+        let items: Vec<Json> = self
             .scope(&snap, ctx)
             .prompts
             .iter()
@@ -300,19 +304,14 @@ impl GatewayService {
                 Some(jsonrpc::raw(&v))
             })
             .collect();
-        let refs: Vec<&RawValue> = items.iter().map(|b| &**b).collect();
+        let refs: Vec<&str> = items.iter().map(Json::get).collect();
         let (start, end, next) = page_bounds(params, refs.len(), self.page_size)?;
         Ok(list_result(ctx, "prompts", &refs[start..end], next))
     }
 
-    fn list_resources(
-        &self,
-        ctx: &Ctx,
-        params: &Value,
-        templates: bool,
-    ) -> Result<Box<RawValue>, RpcError> {
+    fn list_resources(&self, ctx: &Ctx, params: &Value, templates: bool) -> Result<Json, RpcError> {
         let snap = self.registry.snapshot();
-        let items: Vec<Box<RawValue>> = self
+        let items: Vec<Json> = self
             .scoped_resources(&snap, ctx)
             .into_iter()
             .filter(|r| r.uri_template.is_some() == templates)
@@ -334,7 +333,7 @@ impl GatewayService {
                 jsonrpc::raw(&v)
             })
             .collect();
-        let refs: Vec<&RawValue> = items.iter().map(|b| &**b).collect();
+        let refs: Vec<&str> = items.iter().map(Json::get).collect();
         let (start, end, next) = page_bounds(params, refs.len(), self.page_size)?;
         Ok(list_result(
             ctx,
@@ -353,7 +352,7 @@ impl GatewayService {
         ctx: &Ctx,
         params: Value,
         method: &str,
-    ) -> Result<Box<RawValue>, RpcError> {
+    ) -> Result<Json, RpcError> {
         let uri = str_param(&params, "uri")?.to_owned();
         let snap = self.registry.snapshot();
         let Some(res) = self.find_resource(&snap, ctx, &uri) else {
@@ -380,7 +379,7 @@ impl GatewayService {
         }
     }
 
-    async fn get_prompt(&self, ctx: &Ctx, params: Value) -> Result<Box<RawValue>, RpcError> {
+    async fn get_prompt(&self, ctx: &Ctx, params: Value) -> Result<Json, RpcError> {
         let name = str_param(&params, "name")?;
         let snap = self.registry.snapshot();
         let p = self
@@ -425,7 +424,7 @@ impl GatewayService {
         })))
     }
 
-    async fn complete(&self, ctx: &Ctx, params: Value) -> Result<Box<RawValue>, RpcError> {
+    async fn complete(&self, ctx: &Ctx, params: Value) -> Result<Json, RpcError> {
         let r = params.get("ref").cloned().unwrap_or(Value::Null);
         let snap = self.registry.snapshot();
         let empty = || {
@@ -504,7 +503,7 @@ impl McpHandler for GatewayService {
         ctx: &'a Ctx,
         method: &'a str,
         params: Value,
-    ) -> BoxFut<'a, Result<Box<RawValue>, RpcError>> {
+    ) -> BoxFut<'a, Result<Json, RpcError>> {
         Box::pin(async move {
             match method {
                 "tools/list" => self.list_tools(ctx, &params),

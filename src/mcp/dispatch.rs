@@ -6,7 +6,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -73,7 +72,7 @@ pub trait McpHandler: Send + Sync + 'static {
         ctx: &'a Ctx,
         method: &'a str,
         params: Value,
-    ) -> BoxFut<'a, Result<Box<RawValue>, RpcError>>;
+    ) -> BoxFut<'a, Result<jsonrpc::Json, RpcError>>;
     /// Is this principal allowed to open this scope (a virtual server id)?
     fn check_scope(
         &self,
@@ -99,7 +98,7 @@ impl<H: McpHandler> Clone for Dispatcher<H> {
 }
 
 /// The 2026-07-28 revision requires `resultType` on every result.
-fn with_result_type(raw: Box<RawValue>) -> Box<RawValue> {
+fn with_result_type(raw: jsonrpc::Json) -> jsonrpc::Json {
     match serde_json::from_str::<Value>(raw.get()) {
         Ok(Value::Object(mut m)) if !m.contains_key("resultType") => {
             m.insert("resultType".into(), json!("complete"));
@@ -190,7 +189,7 @@ impl<H: McpHandler> Dispatcher<H> {
         ctx: &Ctx,
         method: &str,
         params: Value,
-    ) -> Result<Box<RawValue>, RpcError> {
+    ) -> Result<jsonrpc::Json, RpcError> {
         match method {
             "initialize" => self.initialize(ctx, params),
             "ping" => Ok(jsonrpc::raw(&json!({}))),
@@ -225,7 +224,7 @@ impl<H: McpHandler> Dispatcher<H> {
         }
     }
 
-    fn initialize(&self, ctx: &Ctx, params: Value) -> Result<Box<RawValue>, RpcError> {
+    fn initialize(&self, ctx: &Ctx, params: Value) -> Result<jsonrpc::Json, RpcError> {
         let Some(requested) = params.get("protocolVersion").and_then(Value::as_str) else {
             return Err(RpcError::invalid_params(
                 "initialize: protocolVersion is required",

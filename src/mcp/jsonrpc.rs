@@ -1,7 +1,6 @@
 //! JSON-RPC 2.0 messages as MCP uses them: one message per body (batches
 //! are rejected), ids that are strings or numbers.
 
-use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 pub const PARSE_ERROR: i64 = -32700;
@@ -221,14 +220,31 @@ pub fn error(id: &Value, e: &RpcError) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": e.to_json()})
 }
 
+/// A result already serialized by the server itself. Unlike `RawValue` it is
+/// not parsed again: results assembled from pre-serialized registry items
+/// (a `tools/list` page) are trusted as they are.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Json(String);
+
+impl Json {
+    /// Text the caller guarantees is one valid JSON value.
+    pub fn trusted(text: String) -> Json {
+        Json(text)
+    }
+
+    pub fn get(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A success response around an already serialized result.
-pub fn success_raw(id: &Value, result: &RawValue) -> String {
+pub fn success_raw(id: &Value, result: &Json) -> String {
     let id = serde_json::to_string(id).unwrap_or_else(|_| "null".into());
     format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{}}}"#, result.get())
 }
 
-pub fn raw(v: &Value) -> Box<RawValue> {
-    serde_json::value::to_raw_value(v).expect("a JSON value serializes")
+pub fn raw(v: &Value) -> Json {
+    Json(v.to_string())
 }
 
 #[cfg(test)]
