@@ -95,6 +95,32 @@ pub struct Config {
     pub ssrf_allowed_networks: Vec<String>,
     pub rest_response_text_max_length: usize,
     pub server_threads: usize,
+    pub edge_enabled: bool,
+    pub edge_port: u16,
+    pub edge_threads: usize,
+    pub edge_rate_limit_rps: u32,
+    pub edge_rate_limit_burst: u32,
+    pub edge_conn_limit: u32,
+    pub edge_trusted_proxies: Vec<String>,
+    pub edge_stream_timeout: u64,
+    pub edge_stale_while_revalidate: u32,
+    pub edge_stale_if_error: u32,
+    pub edge_cache_static_bytes: u64,
+    pub edge_cache_static_ttl: u64,
+    pub edge_cache_api_bytes: u64,
+    pub edge_cache_api_ttl: u64,
+    pub edge_cache_schema_bytes: u64,
+    pub edge_cache_schema_ttl: u64,
+    pub edge_api_paths: Vec<String>,
+    pub edge_schema_paths: Vec<String>,
+    pub edge_static_extensions: Vec<String>,
+    pub edge_upgrade_sock: String,
+    pub edge_grace_period: u64,
+    pub compression_enabled: bool,
+    pub compression_minimum_size: usize,
+    pub compression_gzip_level: u32,
+    pub compression_brotli_quality: u32,
+    pub compression_zstd_level: u32,
 }
 
 impl Default for Config {
@@ -158,6 +184,36 @@ impl Default for Config {
             ssrf_allowed_networks: vec![],
             rest_response_text_max_length: 100_000,
             server_threads: 0,
+            edge_enabled: true,
+            edge_port: 8080,
+            edge_threads: 0,
+            edge_rate_limit_rps: 3000,
+            edge_rate_limit_burst: 3000,
+            edge_conn_limit: 3000,
+            edge_trusted_proxies: vec![],
+            edge_stream_timeout: 3600,
+            edge_stale_while_revalidate: 0,
+            edge_stale_if_error: 0,
+            edge_cache_static_bytes: 1 << 30,
+            edge_cache_static_ttl: 30 * 86400,
+            edge_cache_api_bytes: 512 << 20,
+            edge_cache_api_ttl: 300,
+            edge_cache_schema_bytes: 256 << 20,
+            edge_cache_schema_ttl: 86400,
+            edge_api_paths: ["/v1/tools", "/tools", "/v1/servers", "/servers", "/v1/gateways", "/gateways", "/v1/resources", "/resources", "/v1/prompts", "/prompts", "/version"]
+                .map(String::from)
+                .to_vec(),
+            edge_schema_paths: vec!["/openapi.json".into(), "/docs".into()],
+            edge_static_extensions: ["css", "js", "png", "jpg", "jpeg", "gif", "ico", "svg", "woff", "woff2", "ttf", "eot", "webp", "avif", "map"]
+                .map(String::from)
+                .to_vec(),
+            edge_upgrade_sock: "/tmp/mcpgate_upgrade.sock".into(),
+            edge_grace_period: 5,
+            compression_enabled: true,
+            compression_minimum_size: 500,
+            compression_gzip_level: 6,
+            compression_brotli_quality: 4,
+            compression_zstd_level: 3,
         }
     }
 }
@@ -282,6 +338,32 @@ impl Config {
                 "sse_keepalive_interval",
                 "must be at least 1 second",
             ));
+        }
+        if !(1..=9).contains(&self.compression_gzip_level) {
+            return Err(invalid("compression_gzip_level", "must be 1 to 9"));
+        }
+        if self.compression_brotli_quality > 11 {
+            return Err(invalid("compression_brotli_quality", "must be 0 to 11"));
+        }
+        if !(1..=22).contains(&self.compression_zstd_level) {
+            return Err(invalid("compression_zstd_level", "must be 1 to 22"));
+        }
+        crate::federation::ssrf::SsrfPolicy::parse_networks(&self.edge_trusted_proxies)
+            .map_err(|m| invalid("edge_trusted_proxies", m))?;
+        for (key, bytes) in [
+            ("edge_cache_static_bytes", self.edge_cache_static_bytes),
+            ("edge_cache_api_bytes", self.edge_cache_api_bytes),
+            ("edge_cache_schema_bytes", self.edge_cache_schema_bytes),
+        ] {
+            if bytes == 0 {
+                return Err(invalid(key, "must be above 0"));
+            }
+        }
+        if self.edge_api_paths.iter().chain(&self.edge_schema_paths).any(|p| !p.starts_with('/')) {
+            return Err(invalid("edge_api_paths", "paths must start with /"));
+        }
+        if self.edge_enabled && self.edge_port != 0 && self.edge_port == self.port {
+            return Err(invalid("edge_port", "must differ from port"));
         }
         if self.mcp_page_size == 0 {
             return Err(invalid("mcp_page_size", "must be at least 1"));

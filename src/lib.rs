@@ -12,3 +12,4 @@ pub mod registry;
 pub mod server;
 pub mod store;
 pub mod util;
+pub mod edge;

@@ -128,6 +128,9 @@ pub async fn prometheus(State(st): State<AppState>) -> Response {
     if let Err(e) = TextEncoder::new().encode(&m.registry.gather(), &mut buf) {
         return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
     }
+    if !st.edge_zones.is_empty() {
+        buf.extend_from_slice(st.edge_metrics.render(&st.edge_zones).as_bytes());
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -6,6 +6,12 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 
+use arc_swap::ArcSwap;
+use mcpgate_cache_zones::Zone;
+use mcpgate_proxy::metrics::EdgeMetrics;
+use mcpgate_proxy::server::{EdgeOptions, Stop};
+use mcpgate_proxy::{EdgeConfig, EdgeHandle, EdgeProxy, Generations};
+
 use crate::api::{AppState, router};
 use crate::auth::{Auth, Secrets, SetupError, resolve_secrets};
 use crate::config::Config;
@@ -32,9 +38,13 @@ pub enum StartError {
     },
 }
 
-/// A running gateway: its address, state and a handle to stop it.
+/// A running gateway: its addresses, state and a handle to stop it.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The edge's address, when it runs.
+    pub edge_addr: Option<SocketAddr>,
+    edge: Option<EdgeHandle>,
+    edge_config: Arc<ArcSwap<EdgeConfig>>,
     pub state: AppState,
     pub secrets: Secrets,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -46,6 +56,15 @@ pub struct Running {
 impl Running {
     /// Stops accepting, lets in-flight requests finish, closes the pool.
     pub async fn stop(self) -> std::io::Result<()> {
+        self.stop_with(Stop::Terminate).await
+    }
+
+    /// Stops; with `Stop::Upgrade` the edge hands its listening socket to a
+    /// process started with `serve --upgrade`.
+    pub async fn stop_with(mut self, how: Stop) -> std::io::Result<()> {
+        if let Some(edge) = self.edge.take() {
+            let _ = tokio::task::spawn_blocking(move || edge.stop(how)).await;
+        }
         let _ = self.shutdown.send(true);
         if let Some(s) = self.sync {
             s.abort();
@@ -59,6 +78,31 @@ impl Running {
     /// Resolves when the server ends on its own (e.g. a fatal accept error).
     pub async fn wait(&mut self) -> std::io::Result<()> {
         (&mut self.task).await.unwrap_or(Ok(()))
+    }
+
+    /// Applies a new configuration's live values: route classes, limits,
+    /// TTLs, zone budgets, compression. Returns the settings that changed but
+    /// need a restart (or a graceful binary upgrade) to apply.
+    pub fn reload(&self, new: &Config) -> Vec<&'static str> {
+        let old = &self.state.config;
+        let mut restart = Vec::new();
+        if old.host != new.host || old.port != new.port {
+            restart.push("host/port");
+        }
+        if old.edge_port != new.edge_port || old.edge_enabled != new.edge_enabled {
+            restart.push("edge_port/edge_enabled");
+        }
+        if old.database_url != new.database_url {
+            restart.push("database_url");
+        }
+        let edge = crate::edge::edge_config(new);
+        for zone in self.state.edge_zones.iter() {
+            if let Some(spec) = edge.zones.iter().find(|z| z.name == zone.name) {
+                zone.reconfigure(spec);
+            }
+        }
+        self.edge_config.store(Arc::new(edge));
+        restart
     }
 
     pub fn trigger_shutdown(&self) {
@@ -101,6 +145,12 @@ pub async fn open_store(config: &Config) -> Result<Store, StoreError> {
 
 /// Starts the application on `HOST:PORT` (port 0 picks a free one).
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    start_with(config, false).await
+}
+
+/// As [`start`]; `upgrade` takes the edge's listening socket over from a
+/// running mcpgate (Pingora's graceful binary upgrade).
+pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartError> {
     let secrets = resolve_secrets(&config)?;
     let store = open_store(&config).await?;
     let registry = Registry::load(store.clone()).await?;
@@ -129,7 +179,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     });
     discovery::spawn_refresher(federation.clone(), registry.clone());
     let health = health::spawn(federation.clone(), registry.clone());
+    let generations = Arc::new(Generations::default());
+    let _ = registry.invalidation.set(generations.clone());
+    let edge_zones: Vec<&'static Zone> = if config.edge_enabled { crate::edge::make_zones(&config) } else { Vec::new() };
+    let edge_metrics = Arc::new(EdgeMetrics::default());
+    let edge_config = Arc::new(ArcSwap::from_pointee(crate::edge::edge_config(&config)));
     let state = AppState {
+        edge_zones: Arc::new(edge_zones.clone()),
+        edge_metrics: edge_metrics.clone(),
         federation,
         mcp,
         sealer: Arc::new(sealer),
@@ -201,9 +258,44 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
         result
     });
+    let edge = if state.config.edge_enabled {
+        let upstream = if local.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], local.port())) } else { local };
+        let app = crate::edge::AppEdge {
+            router: router(state.clone()),
+            auth: state.auth.clone(),
+            auth_required: state.config.auth_required,
+            upstream,
+        };
+        let zones = edge_zones.iter().map(|z| (z.name.clone(), *z)).collect();
+        let proxy = EdgeProxy::new(Arc::new(app), edge_config.clone(), zones, generations, edge_metrics);
+        let host = if state.config.host == "localhost" { "127.0.0.1" } else { state.config.host.as_str() };
+        let edge_addr: SocketAddr = format!("{host}:{}", state.config.edge_port)
+            .parse()
+            .map_err(|_| StartError::Bind { addr: host.to_owned(), source: std::io::Error::other("bad edge address") })?;
+        let options = EdgeOptions {
+            threads: match state.config.edge_threads {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n,
+            },
+            upgrade,
+            upgrade_sock: state.config.edge_upgrade_sock.clone(),
+            grace_period_seconds: state.config.edge_grace_period,
+        };
+        let handle = tokio::task::spawn_blocking(move || EdgeHandle::start(proxy, edge_addr, options))
+            .await
+            .map_err(|e| StartError::Bind { addr: edge_addr.to_string(), source: std::io::Error::other(e.to_string()) })?
+            .map_err(|source| StartError::Bind { addr: edge_addr.to_string(), source })?;
+        tracing::info!(edge = %handle.addr, "edge listening");
+        Some(handle)
+    } else {
+        None
+    };
     tracing::info!(%local, database = state.registry.store().backend().as_str(), "mcpgate listening");
     Ok(Running {
         addr: local,
+        edge_addr: edge.as_ref().map(|e| e.addr),
+        edge,
+        edge_config,
         state,
         secrets,
         shutdown: tx,

@@ -1,12 +1,28 @@
-//! Cache zones for the mcpgate edge.
+//! Cache zones for the mcpgate edge: a production [`Storage`] for
+//! pingora-cache (Pingora's own `MemCache` is test-only).
 //!
-//! A zone is a named, bounded cache with its own byte budget and default TTL.
-//! The pingora-cache `Storage` implementation lands with the edge work; this
-//! crate already owns the zone definitions and the generation counter that
-//! makes a whole zone (or one collection in it) unservable after a write.
+//! A zone is a named, bounded in-memory cache with its own byte budget,
+//! default TTL, LRU eviction (pingora's sharded LRU manager, weighted by body
+//! bytes) and counters. Entries are stored finished (the body as one `Bytes`,
+//! the response header kept parsed), so a hit costs no parsing and no copy.
+//! A [`Generation`] embedded in cache keys makes a whole collection or zone
+//! unservable at once, without walking the zone.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use parking_lot::RwLock;
+use pingora_cache::eviction::{EvictionManager, lru};
+use pingora_cache::key::{CacheHashKey, HashBinary};
+use pingora_cache::storage::{HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget, PurgeType, Storage};
+use pingora_cache::trace::SpanHandle;
+use pingora_cache::{CacheEntryKey, CacheKey, CacheMeta};
+use pingora_error::{Error, ErrorType, Result};
 
 /// The static definition of a zone, as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,8 +74,7 @@ pub fn validate(zones: &[ZoneSpec]) -> Result<(), ZoneError> {
 }
 
 /// A monotonically increasing generation. Cache keys embed the generation of
-/// their collection, so bumping it makes every older entry unservable at once
-/// without walking the zone.
+/// their collection, so bumping it makes every older entry unservable at once.
 #[derive(Debug, Default)]
 pub struct Generation(AtomicU64);
 
@@ -70,6 +85,263 @@ impl Generation {
 
     pub fn bump(&self) -> u64 {
         self.0.fetch_add(1, Ordering::AcqRel) + 1
+    }
+}
+
+/// Counters of one zone.
+#[derive(Debug, Default)]
+pub struct ZoneStats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub stores: AtomicU64,
+    pub evictions: AtomicU64,
+    pub purges: AtomicU64,
+}
+
+/// A point-in-time copy of a zone's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ZoneSnapshot {
+    pub hits: u64,
+    pub misses: u64,
+    pub stores: u64,
+    pub evictions: u64,
+    pub purges: u64,
+    pub bytes: u64,
+    pub entries: u64,
+    pub budget: u64,
+}
+
+const SHARDS: usize = 16;
+const LRU_SHARDS: usize = 16;
+
+/// The stored response: header parsed once, body frozen.
+struct Entry {
+    fresh_until: SystemTime,
+    created: SystemTime,
+    stale_while_revalidate: u32,
+    stale_if_error: u32,
+    header: pingora_http::ResponseHeader,
+    body: Bytes,
+}
+
+impl Entry {
+    fn meta(&self) -> CacheMeta {
+        CacheMeta::new(self.fresh_until, self.created, self.stale_while_revalidate, self.stale_if_error, self.header.clone())
+    }
+}
+
+pub struct Zone {
+    pub name: String,
+    pub default_ttl: parking_lot::RwLock<Duration>,
+    budget: AtomicUsize,
+    /// Largest single object; bigger responses are not stored.
+    max_object: AtomicUsize,
+    shards: Vec<RwLock<HashMap<HashBinary, Arc<Entry>>>>,
+    lru: lru::Manager<LRU_SHARDS>,
+    pub stats: ZoneStats,
+    pub generation: Generation,
+}
+
+impl std::fmt::Debug for Zone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Zone").field("name", &self.name).field("stats", &self.snapshot()).finish()
+    }
+}
+
+impl Zone {
+    /// Creates a zone for the life of the process (pingora wants `'static`).
+    pub fn leak(spec: &ZoneSpec) -> &'static Zone {
+        let budget = spec.max_bytes as usize;
+        Box::leak(Box::new(Zone {
+            name: spec.name.clone(),
+            default_ttl: RwLock::new(spec.default_ttl),
+            budget: AtomicUsize::new(budget),
+            max_object: AtomicUsize::new((budget / 8).max(1)),
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            lru: lru::Manager::with_capacity(budget, 1024),
+            stats: ZoneStats::default(),
+            generation: Generation::default(),
+        }))
+    }
+
+    pub fn eviction(&'static self) -> &'static lru::Manager<LRU_SHARDS> {
+        &self.lru
+    }
+
+    /// Applies a new spec (reload): budget and default TTL change live;
+    /// entries that no longer fit are evicted as new ones arrive.
+    pub fn reconfigure(&self, spec: &ZoneSpec) {
+        let budget = spec.max_bytes as usize;
+        self.budget.store(budget, Ordering::Relaxed);
+        self.max_object.store((budget / 8).max(1), Ordering::Relaxed);
+        self.lru.set_weight_limit(budget);
+        *self.default_ttl.write() = spec.default_ttl;
+    }
+
+    fn shard(&self, hash: &HashBinary) -> &RwLock<HashMap<HashBinary, Arc<Entry>>> {
+        &self.shards[hash[0] as usize % SHARDS]
+    }
+
+    /// Drops every entry and bumps the zone generation.
+    pub fn purge_all(&self) -> usize {
+        self.generation.bump();
+        let mut n = 0;
+        for s in &self.shards {
+            let mut s = s.write();
+            n += s.len();
+            s.clear();
+        }
+        self.stats.purges.fetch_add(n as u64, Ordering::Relaxed);
+        n
+    }
+
+    pub fn snapshot(&self) -> ZoneSnapshot {
+        let s = &self.stats;
+        ZoneSnapshot {
+            hits: s.hits.load(Ordering::Relaxed),
+            misses: s.misses.load(Ordering::Relaxed),
+            stores: s.stores.load(Ordering::Relaxed),
+            evictions: s.evictions.load(Ordering::Relaxed),
+            purges: s.purges.load(Ordering::Relaxed),
+            bytes: self.shards.iter().map(|s| s.read().values().map(|e| e.body.len() as u64).sum::<u64>()).sum(),
+            entries: self.shards.iter().map(|s| s.read().len() as u64).sum(),
+            budget: self.budget.load(Ordering::Relaxed) as u64,
+        }
+    }
+
+    pub fn evicted_total(&self) -> usize {
+        self.lru.evicted_items()
+    }
+}
+
+struct Hit {
+    body: Option<Bytes>,
+    weight: usize,
+}
+
+#[async_trait]
+impl HandleHit for Hit {
+    async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        Ok(self.body.take())
+    }
+
+    async fn finish(self: Box<Self>, _storage: &'static (dyn Storage + Sync), _key: &CacheKey, _trace: &SpanHandle) -> Result<()> {
+        Ok(())
+    }
+
+    fn get_eviction_weight(&self) -> usize {
+        self.weight
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
+        self
+    }
+}
+
+struct Miss {
+    zone: &'static Zone,
+    hash: HashBinary,
+    entry: Option<Entry>,
+    body: BytesMut,
+}
+
+#[async_trait]
+impl HandleMiss for Miss {
+    async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
+        if self.body.len() + data.len() > self.zone.max_object.load(Ordering::Relaxed) {
+            return Error::e_explain(ErrorType::InternalError, "object larger than the zone's object limit");
+        }
+        self.body.extend_from_slice(&data);
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<MissFinishType> {
+        let mut entry = self.entry.take().expect("finish runs once");
+        entry.body = std::mem::take(&mut self.body).freeze();
+        let size = entry.body.len();
+        self.zone.shard(&self.hash).write().insert(self.hash, Arc::new(entry));
+        self.zone.stats.stores.fetch_add(1, Ordering::Relaxed);
+        Ok(MissFinishType::Created(size))
+    }
+}
+
+#[async_trait]
+impl Storage for Zone {
+    async fn lookup(&'static self, key: &CacheKey, _trace: &SpanHandle) -> Result<Option<(CacheMeta, HitHandler)>> {
+        let hash = key.combined_bin();
+        let found = self.shard(&hash).read().get(&hash).cloned();
+        match found {
+            Some(e) => {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                let hit = Hit {
+                    weight: e.body.len(),
+                    body: Some(e.body.clone()),
+                };
+                Ok(Some((e.meta(), Box::new(hit))))
+            }
+            None => {
+                self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                Ok(None)
+            }
+        }
+    }
+
+    async fn get_miss_handler(&'static self, key: &CacheKey, meta: &CacheMeta, _trace: &SpanHandle) -> Result<MissHandler> {
+        Ok(Box::new(Miss {
+            zone: self,
+            hash: key.combined_bin(),
+            entry: Some(Entry {
+                fresh_until: meta.fresh_until(),
+                created: meta.created(),
+                stale_while_revalidate: meta.stale_while_revalidate_sec(),
+                stale_if_error: meta.stale_if_error_sec(),
+                header: meta.response_header().clone(),
+                body: Bytes::new(),
+            }),
+            body: BytesMut::new(),
+        }))
+    }
+
+    async fn purge(&'static self, target: PurgeTarget<'_>, kind: PurgeType, _trace: &SpanHandle) -> Result<PurgeOutcome> {
+        if matches!(target, PurgeTarget::Exact(CacheEntryKey::Identified { .. })) {
+            return Ok(PurgeOutcome::NotFound);
+        }
+        let hash = target.key().combined_bin();
+        let removed = self.shard(&hash).write().remove(&hash).is_some();
+        if !removed {
+            return Ok(PurgeOutcome::NotFound);
+        }
+        match kind {
+            PurgeType::Eviction => self.stats.evictions.fetch_add(1, Ordering::Relaxed),
+            PurgeType::Invalidation => self.stats.purges.fetch_add(1, Ordering::Relaxed),
+        };
+        Ok(PurgeOutcome::Purged(None))
+    }
+
+    async fn update_meta(&'static self, key: &CacheKey, meta: &CacheMeta, _trace: &SpanHandle) -> Result<bool> {
+        let hash = key.combined_bin();
+        let mut shard = self.shard(&hash).write();
+        let Some(old) = shard.get(&hash).cloned() else { return Ok(false) };
+        shard.insert(
+            hash,
+            Arc::new(Entry {
+                fresh_until: meta.fresh_until(),
+                created: meta.created(),
+                stale_while_revalidate: meta.stale_while_revalidate_sec(),
+                stale_if_error: meta.stale_if_error_sec(),
+                header: meta.response_header().clone(),
+                body: old.body.clone(),
+            }),
+        );
+        Ok(true)
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
+        self
     }
 }
 
@@ -100,5 +372,65 @@ mod tests {
         assert_eq!(g.current(), 0);
         assert_eq!(g.bump(), 1);
         assert_eq!(g.current(), 1);
+    }
+
+    fn meta(ttl: u64) -> CacheMeta {
+        let now = SystemTime::now();
+        let mut h = pingora_http::ResponseHeader::build(200, None).unwrap();
+        h.insert_header("content-type", "application/json").unwrap();
+        CacheMeta::new(now + Duration::from_secs(ttl), now, 10, 20, h)
+    }
+
+    async fn store(zone: &'static Zone, key: &CacheKey, body: &'static [u8]) {
+        let mut miss = zone.get_miss_handler(key, &meta(60), &SpanHandle::inactive()).await.unwrap();
+        miss.write_body(Bytes::from_static(&body[..body.len() / 2]), false).await.unwrap();
+        miss.write_body(Bytes::from_static(&body[body.len() / 2..]), true).await.unwrap();
+        assert!(matches!(miss.finish().await.unwrap(), MissFinishType::Created(n) if n == body.len()));
+    }
+
+    #[tokio::test]
+    async fn store_hit_purge() {
+        let zone = Zone::leak(&ZoneSpec::new("t", 1 << 20, Duration::from_secs(60)));
+        let key = CacheKey::new("GET /v1/tools", "");
+        assert!(zone.lookup(&key, &SpanHandle::inactive()).await.unwrap().is_none());
+        store(zone, &key, b"hello world").await;
+        let (m, mut hit) = zone.lookup(&key, &SpanHandle::inactive()).await.unwrap().unwrap();
+        assert_eq!(m.stale_while_revalidate_sec(), 10);
+        assert_eq!(m.response_header().headers.get("content-type").unwrap(), "application/json");
+        assert_eq!(hit.read_body().await.unwrap().unwrap(), Bytes::from_static(b"hello world"));
+        assert!(hit.read_body().await.unwrap().is_none());
+        let s = zone.snapshot();
+        assert_eq!((s.hits, s.misses, s.stores, s.entries, s.bytes), (1, 1, 1, 1, 11));
+        let compact = key.to_compact();
+        assert_eq!(zone.purge(PurgeTarget::Active(&compact), PurgeType::Invalidation, &SpanHandle::inactive()).await.unwrap(), PurgeOutcome::Purged(None));
+        assert!(zone.lookup(&key, &SpanHandle::inactive()).await.unwrap().is_none());
+        assert_eq!(zone.purge(PurgeTarget::Active(&compact), PurgeType::Eviction, &SpanHandle::inactive()).await.unwrap(), PurgeOutcome::NotFound);
+    }
+
+    #[tokio::test]
+    async fn objects_over_the_limit_are_refused_and_zones_purge_whole() {
+        let zone = Zone::leak(&ZoneSpec::new("small", 64, Duration::from_secs(60)));
+        let key = CacheKey::new("big", "");
+        let mut miss = zone.get_miss_handler(&key, &meta(60), &SpanHandle::inactive()).await.unwrap();
+        assert!(miss.write_body(Bytes::from(vec![0u8; 100]), true).await.is_err());
+        let zone = Zone::leak(&ZoneSpec::new("z", 1 << 20, Duration::from_secs(60)));
+        store(zone, &CacheKey::new("a", ""), b"aaaa").await;
+        store(zone, &CacheKey::new("b", ""), b"bbbb").await;
+        let gen_before = zone.generation.current();
+        assert_eq!(zone.purge_all(), 2);
+        assert_eq!(zone.generation.current(), gen_before + 1);
+        assert_eq!(zone.snapshot().entries, 0);
+    }
+
+    #[tokio::test]
+    async fn update_meta_keeps_the_body() {
+        let zone = Zone::leak(&ZoneSpec::new("u", 1 << 20, Duration::from_secs(60)));
+        let key = CacheKey::new("k", "");
+        store(zone, &key, b"body").await;
+        assert!(zone.update_meta(&key, &meta(600), &SpanHandle::inactive()).await.unwrap());
+        let (m, mut hit) = zone.lookup(&key, &SpanHandle::inactive()).await.unwrap().unwrap();
+        assert!(m.fresh_until() > SystemTime::now() + Duration::from_secs(500));
+        assert_eq!(hit.read_body().await.unwrap().unwrap(), Bytes::from_static(b"body"));
+        assert!(!zone.update_meta(&CacheKey::new("missing", ""), &meta(1), &SpanHandle::inactive()).await.unwrap());
     }
 }

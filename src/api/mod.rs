@@ -39,6 +39,8 @@ pub struct AppState {
     pub started: Instant,
     pub federation: Arc<Federation>,
     pub mcp: Arc<Endpoint<GatewayService>>,
+    pub edge_zones: Arc<Vec<&'static mcpgate_cache_zones::Zone>>,
+    pub edge_metrics: Arc<mcpgate_proxy::metrics::EdgeMetrics>,
 }
 
 impl AppState {

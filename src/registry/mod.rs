@@ -18,6 +18,9 @@ pub struct Registry {
     store: Store,
     current: ArcSwap<Snapshot>,
     reload_lock: tokio::sync::Mutex<()>,
+    /// Told of every change (this instance's writes and other instances'),
+    /// so cached copies at the edge stop being served.
+    pub invalidation: std::sync::OnceLock<Arc<mcpgate_proxy::Generations>>,
 }
 
 impl Registry {
@@ -27,6 +30,7 @@ impl Registry {
             store,
             current: ArcSwap::from_pointee(snapshot),
             reload_lock: tokio::sync::Mutex::new(()),
+            invalidation: std::sync::OnceLock::new(),
         }))
     }
 
@@ -48,6 +52,9 @@ impl Registry {
         }
         let snapshot = build(&self.store).await?;
         self.current.store(Arc::new(snapshot));
+        if let Some(g) = self.invalidation.get() {
+            g.bump_all();
+        }
         Ok(())
     }
 

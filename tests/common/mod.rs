@@ -100,6 +100,8 @@ pub fn config_for(db: &Db) -> Config {
         db_pool_size: 5,
         db_max_overflow: 0,
         registry_sync_interval: 0,
+        edge_enabled: false,
+        edge_port: 0,
         ..Config::default()
     }
 }

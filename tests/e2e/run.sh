@@ -74,7 +74,7 @@ PIDS+=($!)
 GW_PORT=$(free_port)
 SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')
 export JWT_SECRET_KEY=$SECRET AUTH_ENCRYPTION_SECRET=$SECRET DATABASE_URL="sqlite://$WORK/gw.db"
-(cd "$WORK" && PORT=$GW_PORT SSRF_ALLOW_LOCALHOST=true MCP_REQUIRE_AUTH=false LOG_LEVEL=warn exec "$BIN/mcpgate" serve) >"$WORK/gateway.log" 2>&1 &
+(cd "$WORK" && PORT=$GW_PORT EDGE_PORT=0 SSRF_ALLOW_LOCALHOST=true MCP_REQUIRE_AUTH=false LOG_LEVEL=warn exec "$BIN/mcpgate" serve) >"$WORK/gateway.log" 2>&1 &
 PIDS+=($!)
 wait_port "$FX_PORT"; wait_port "$SE_PORT"; wait_port "$GW_PORT"
 TOKEN=$("$BIN/mcpgate" token create --username admin@example.com --admin --exp 120)

@@ -1,0 +1,80 @@
+//! The seam between the edge and the application behind it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use mcpgate_cache_zones::Generation;
+use std::sync::RwLock;
+
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type EdgeBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A request the edge answers itself, on the application's behalf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub status: u16,
+    pub body: String,
+}
+
+pub trait EdgeApp: Send + Sync + 'static {
+    /// Verifies the caller of a cacheable request; returns its visibility
+    /// scope (the cache key part that keeps users and teams apart).
+    fn authenticate(&self, authorization: Option<String>) -> BoxFuture<'_, Result<String, Rejection>>;
+    /// Serves one request in-process.
+    fn call(&self, request: http::Request<Bytes>) -> BoxFuture<'static, http::Response<EdgeBody>>;
+    /// The application's own listener: cache fills and WebSocket upgrades.
+    fn upstream(&self) -> SocketAddr;
+    /// May this scope purge caches?
+    fn can_purge(&self, scope: &str) -> bool {
+        scope == "admin"
+    }
+}
+
+/// Generations by name (a collection, a path, a zone). Cache keys embed the
+/// ones they depend on; bumping one makes those entries unservable at once.
+#[derive(Debug, Default)]
+pub struct Generations {
+    map: RwLock<HashMap<String, Arc<Generation>>>,
+    all: Generation,
+}
+
+impl Generations {
+    pub fn get(&self, name: &str) -> u64 {
+        let g = self.map.read().expect("lock").get(name).map(|g| g.current()).unwrap_or(0);
+        g.wrapping_add(self.all.current() << 32)
+    }
+
+    pub fn bump(&self, name: &str) {
+        let g = self.map.write().expect("lock").entry(name.to_owned()).or_default().clone();
+        g.bump();
+    }
+
+    /// Invalidates everything (a registry change on any instance).
+    pub fn bump_all(&self) {
+        self.all.bump();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generations_change_on_bump() {
+        let g = Generations::default();
+        let a = g.get("path:/v1/tools");
+        g.bump("path:/v1/tools");
+        let b = g.get("path:/v1/tools");
+        assert_ne!(a, b);
+        assert_eq!(g.get("other"), 0);
+        g.bump_all();
+        assert_ne!(g.get("other"), 0);
+        assert_ne!(g.get("path:/v1/tools"), b);
+    }
+}

@@ -1,0 +1,514 @@
+//! The edge's `ProxyHttp`: classify, limit, authenticate, then answer from
+//! a cache zone, fill it from the application's listener, or hand the
+//! request to the application in-process.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use once_cell::sync::Lazy;
+use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
+use pingora_cache::{CacheKey, CacheMeta, NoCacheReason, RespCacheable};
+use pingora_core::modules::http::HttpModules;
+use pingora_core::modules::http::compression::{ResponseCompression, ResponseCompressionBuilder};
+use pingora_core::protocols::http::compression::Algorithm;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{ProxyHttp, Session};
+
+use mcpgate_cache_zones::Zone;
+
+use crate::app::{EdgeApp, Generations};
+use crate::config::EdgeConfig;
+use crate::encoding::{Encoding, negotiate};
+use crate::limits::{ConnGuard, ConnLimiter, RateLimiter};
+use crate::metrics::EdgeMetrics;
+use crate::routes::RouteClass;
+
+static CACHE_LOCK: Lazy<Box<CacheKeyLockImpl>> = Lazy::new(|| CacheLock::new_boxed(Duration::from_secs(10)));
+
+/// Per-request state.
+pub struct Ctx {
+    start: Instant,
+    class: RouteClass,
+    encoding: Encoding,
+    client_ip: Option<IpAddr>,
+    correlation_id: String,
+    scope: Option<String>,
+    zone: Option<&'static Zone>,
+    status: u16,
+    _conn: Option<ConnGuard>,
+    config: Arc<EdgeConfig>,
+}
+
+pub struct EdgeProxy<A: EdgeApp> {
+    app: Arc<A>,
+    config: Arc<ArcSwap<EdgeConfig>>,
+    zones: HashMap<String, &'static Zone>,
+    pub generations: Arc<Generations>,
+    rate: RateLimiter,
+    conns: ConnLimiter,
+    pub metrics: Arc<EdgeMetrics>,
+}
+
+impl<A: EdgeApp> EdgeProxy<A> {
+    pub fn new(app: Arc<A>, config: Arc<ArcSwap<EdgeConfig>>, zones: HashMap<String, &'static Zone>, generations: Arc<Generations>, metrics: Arc<EdgeMetrics>) -> Self {
+        EdgeProxy {
+            app,
+            config,
+            zones,
+            generations,
+            rate: RateLimiter::default(),
+            conns: ConnLimiter::default(),
+            metrics,
+        }
+    }
+
+    fn zone_for(&self, class: RouteClass) -> Option<&'static Zone> {
+        match class {
+            RouteClass::Api | RouteClass::Schema | RouteClass::Static => self.zones.get(class.as_str()).copied(),
+            _ => None,
+        }
+    }
+}
+
+/// The client's address: the socket peer, or `X-Forwarded-For` when the
+/// peer is a trusted proxy (the rightmost untrusted hop).
+fn client_ip(session: &Session, config: &EdgeConfig) -> Option<IpAddr> {
+    let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())?;
+    let trusted = |ip: &IpAddr| config.trusted_proxies.iter().any(|n| n.contains(ip));
+    if !trusted(&peer) {
+        return Some(peer);
+    }
+    let xff = session.req_header().headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let hops: Vec<IpAddr> = xff.split(',').filter_map(|h| h.trim().parse().ok()).collect();
+    Some(hops.into_iter().rev().find(|ip| !trusted(ip)).unwrap_or(peer))
+}
+
+async fn answer(session: &mut Session, status: u16, headers: &[(&str, String)], body: String, close: bool) -> Result<()> {
+    let mut h = ResponseHeader::build(status, Some(headers.len() + 2))?;
+    h.insert_header("content-type", "application/json")?;
+    h.insert_header("content-length", body.len().to_string())?;
+    for (k, v) in headers {
+        h.insert_header(k.to_string(), v.as_str())?;
+    }
+    if close {
+        // Do not drain a large or unwanted body to keep the connection.
+        session.set_keepalive(None);
+    }
+    session.write_response_header(Box::new(h), false).await?;
+    session.write_response_body(Some(Bytes::from(body)), true).await
+}
+
+fn cache_status(session: &Session) -> &'static str {
+    match session.cache.phase().as_str() {
+        "hit" => "HIT",
+        "miss" => "MISS",
+        "expired" => "EXPIRED",
+        "stale" => "STALE",
+        "stale-updating" => "UPDATING",
+        "revalidated" | "revalidated-nocache" => "REVALIDATED",
+        _ => "BYPASS",
+    }
+}
+
+fn set_compression(session: &mut Session, config: &EdgeConfig, encoding: Encoding, on: bool) {
+    let c = &config.compression;
+    let on = on && c.enabled && encoding != Encoding::Identity;
+    if let Some(m) = session.downstream_modules_ctx.get_mut::<ResponseCompression>() {
+        m.adjust_level(0);
+        if on {
+            match encoding {
+                Encoding::Brotli => m.adjust_algorithm_level(Algorithm::Brotli, c.brotli_quality),
+                Encoding::Zstd => m.adjust_algorithm_level(Algorithm::Zstd, c.zstd_level),
+                Encoding::Gzip => m.adjust_algorithm_level(Algorithm::Gzip, c.gzip_level),
+                Encoding::Identity => {}
+            }
+        }
+    }
+}
+
+fn forwarded_headers(session: &Session, ctx: &Ctx) -> Vec<(&'static str, String)> {
+    let req = session.req_header();
+    let mut out = vec![("x-correlation-id", ctx.correlation_id.clone()), ("x-forwarded-proto", "http".to_owned())];
+    if let Some(ip) = ctx.client_ip {
+        out.push(("x-real-ip", ip.to_string()));
+        let xff = match req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(prev) => format!("{prev}, {ip}"),
+            None => ip.to_string(),
+        };
+        out.push(("x-forwarded-for", xff));
+    }
+    if let Some(host) = req.headers.get("host").and_then(|v| v.to_str().ok()) {
+        out.push(("x-forwarded-host", host.to_owned()));
+    }
+    out
+}
+
+fn normalized_query(query: Option<&str>) -> String {
+    let mut pairs: Vec<&str> = query.unwrap_or("").split('&').filter(|p| !p.is_empty()).collect();
+    pairs.sort_unstable();
+    pairs.join("&")
+}
+
+impl<A: EdgeApp> EdgeProxy<A> {
+    /// Hands the request to the application and streams its answer back.
+    async fn serve_in_process(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        let config = ctx.config.clone();
+        let mut body = BytesMut::new();
+        while let Some(chunk) = session.read_request_body().await? {
+            if body.len() + chunk.len() > config.max_body_bytes {
+                ctx.status = 413;
+                let msg = format!(r#"{{"error":"payload_too_large","detail":"request body is larger than {} bytes"}}"#, config.max_body_bytes);
+                return answer(session, 413, &[("x-cache-status", "BYPASS".into()), ("x-correlation-id", ctx.correlation_id.clone())], msg, true).await;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let req = session.req_header();
+        let mut builder = http::Request::builder().method(req.method.clone()).uri(req.uri.clone()).version(req.version);
+        for (k, v) in req.headers.iter() {
+            builder = builder.header(k, v);
+        }
+        for (k, v) in forwarded_headers(session, ctx) {
+            builder = builder.header(k, v);
+        }
+        let request = builder.body(body.freeze()).map_err(|e| Error::because(pingora_error::ErrorType::InternalError, "building the in-process request", e))?;
+        let response = self.app.call(request).await;
+        let (parts, mut body) = response.into_parts();
+        ctx.status = parts.status.as_u16();
+        let mut header = ResponseHeader::build(parts.status, Some(parts.headers.len() + 3))?;
+        for (k, v) in parts.headers.iter() {
+            header.append_header(k.clone(), v.clone())?;
+        }
+        header.insert_header("x-cache-status", "BYPASS")?;
+        header.insert_header("x-correlation-id", ctx.correlation_id.as_str())?;
+        let is_stream = parts.headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/event-stream"));
+        let length: Option<usize> = parts.headers.get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+        let small = length.is_some_and(|l| l < config.compression.minimum_size);
+        set_compression(session, &config, ctx.encoding, !is_stream && !small);
+        if length.is_none() && req_is_http11(session) {
+            header.insert_header("transfer-encoding", "chunked")?;
+        }
+        session.write_response_header(Box::new(header), false).await?;
+        loop {
+            let frame = if is_stream {
+                match tokio::time::timeout(config.stream_timeout, body.frame()).await {
+                    Ok(f) => f,
+                    Err(_) => break,
+                }
+            } else {
+                body.frame().await
+            };
+            match frame {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data()
+                        && !data.is_empty()
+                    {
+                        session.write_response_body(Some(data), false).await?;
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "in-process response body failed");
+                    break;
+                }
+                None => break,
+            }
+        }
+        session.write_response_body(None, true).await
+    }
+
+    async fn purge(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        let auth = session.req_header().headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let scope = match self.app.authenticate(auth).await {
+            Ok(s) => s,
+            Err(r) => {
+                ctx.status = r.status;
+                return answer(session, r.status, &[], r.body, false).await;
+            }
+        };
+        if !self.app.can_purge(&scope) {
+            ctx.status = 403;
+            return answer(session, 403, &[], r#"{"error":"forbidden","detail":"purging needs a platform admin"}"#.into(), false).await;
+        }
+        let query = session.req_header().uri.query().unwrap_or("").to_owned();
+        let param = |k: &str| query.split('&').find_map(|p| p.strip_prefix(&format!("{k}="))).map(str::to_owned);
+        let body = match (param("zone"), param("path")) {
+            (Some(z), _) => match self.zones.get(&z) {
+                Some(zone) => format!(r#"{{"status":"purged","zone":"{z}","entries":{}}}"#, zone.purge_all()),
+                None => {
+                    ctx.status = 404;
+                    return answer(session, 404, &[], format!(r#"{{"error":"not_found","detail":"no zone {z}"}}"#), false).await;
+                }
+            },
+            (None, Some(p)) => {
+                self.generations.bump(&format!("path:{p}"));
+                format!(r#"{{"status":"purged","path":"{p}"}}"#)
+            }
+            (None, None) => {
+                ctx.status = 400;
+                return answer(session, 400, &[], r#"{"error":"bad_request","detail":"give zone=NAME or path=/PATH"}"#.into(), false).await;
+            }
+        };
+        ctx.status = 200;
+        answer(session, 200, &[], body, false).await
+    }
+}
+
+fn req_is_http11(session: &Session) -> bool {
+    session.req_header().version == http::Version::HTTP_11
+}
+
+#[async_trait]
+impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            start: Instant::now(),
+            class: RouteClass::Bypass,
+            encoding: Encoding::Identity,
+            client_ip: None,
+            correlation_id: String::new(),
+            scope: None,
+            zone: None,
+            status: 0,
+            _conn: None,
+            config: self.config.load_full(),
+        }
+    }
+
+    fn init_downstream_modules(&self, modules: &mut HttpModules) {
+        // Levels are chosen per request (and off for streams).
+        modules.add_module(ResponseCompressionBuilder::enable(0));
+    }
+
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        let req = session.req_header_mut();
+        ctx.encoding = negotiate(req.headers.get("accept-encoding").and_then(|v| v.to_str().ok()));
+        // The compression modules pick the first token they support and
+        // ignore q-values: hand them our decision only.
+        match ctx.encoding {
+            Encoding::Identity => {
+                req.remove_header("accept-encoding");
+            }
+            e => {
+                req.insert_header("accept-encoding", e.token())?;
+            }
+        }
+        ctx.correlation_id = req
+            .headers
+            .get("x-correlation-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+            .map(str::to_owned)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        Ok(())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        self.metrics.inflight.inc();
+        let config = ctx.config.clone();
+        let req = session.req_header();
+        ctx.class = config.routes.classify(&req.method, req.uri.path(), &req.headers);
+        ctx.client_ip = client_ip(session, &config);
+        if ctx.class != RouteClass::Health
+            && let Some(ip) = ctx.client_ip
+        {
+            match self.conns.enter(ip, config.conn_limit) {
+                Ok(g) => ctx._conn = g,
+                Err(()) => {
+                    self.metrics.rejected.with_label_values(&["conn"]).inc();
+                    ctx.status = 429;
+                    let body = r#"{"error":"too_many_requests","detail":"too many concurrent requests from this address"}"#.to_owned();
+                    answer(session, 429, &[("retry-after", "1".into()), ("x-cache-status", "BYPASS".into())], body, true).await?;
+                    return Ok(true);
+                }
+            }
+            if let Err(wait) = self.rate.check(ip, config.rate, config.burst) {
+                self.metrics.rejected.with_label_values(&["rate"]).inc();
+                ctx.status = 429;
+                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+                let body = format!(r#"{{"error":"too_many_requests","detail":"rate limit exceeded; retry in {secs} s"}}"#);
+                answer(session, 429, &[("retry-after", secs.to_string()), ("x-cache-status", "BYPASS".into())], body, true).await?;
+                return Ok(true);
+            }
+        }
+        let path = session.req_header().uri.path().to_owned();
+        if path == "/edge/purge" && session.req_header().method == http::Method::POST {
+            self.purge(session, ctx).await?;
+            return Ok(true);
+        }
+        if session.is_upgrade_req() {
+            // WebSocket: proxied to the application's listener, untouched.
+            return Ok(false);
+        }
+        let Some(zone) = self.zone_for(ctx.class) else {
+            self.serve_in_process(session, ctx).await?;
+            return Ok(true);
+        };
+        // Authenticate before the lookup: a cached body never reaches a
+        // caller who could not have fetched it.
+        let scope = if ctx.class == RouteClass::Static {
+            "public".to_owned()
+        } else {
+            let auth = session.req_header().headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            match self.app.authenticate(auth).await {
+                Ok(s) => s,
+                Err(r) => {
+                    ctx.status = r.status;
+                    let headers = [("x-cache-status", "BYPASS".to_owned()), ("www-authenticate", "Bearer".to_owned())];
+                    answer(session, r.status, if r.status == 401 { &headers[..] } else { &headers[..1] }, r.body, false).await?;
+                    return Ok(true);
+                }
+            }
+        };
+        ctx.scope = Some(scope);
+        ctx.zone = Some(zone);
+        // Compress once, before the cache: a hit then costs no compression.
+        let c = &config.compression;
+        session.upstream_compression.adjust_level(0);
+        if c.enabled {
+            match ctx.encoding {
+                Encoding::Brotli => session.upstream_compression.adjust_algorithm_level(Algorithm::Brotli, c.brotli_quality),
+                Encoding::Zstd => session.upstream_compression.adjust_algorithm_level(Algorithm::Zstd, c.zstd_level),
+                Encoding::Gzip => session.upstream_compression.adjust_algorithm_level(Algorithm::Gzip, c.gzip_level),
+                Encoding::Identity => {}
+            }
+        }
+        set_compression(session, &config, ctx.encoding, false);
+        Ok(false)
+    }
+
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        if let Some(zone) = ctx.zone {
+            session.cache.enable(zone, Some(zone.eviction()), None, Some(CACHE_LOCK.as_ref()), None);
+        }
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, session: &Session, ctx: &mut Ctx) -> Result<CacheKey> {
+        let req = session.req_header();
+        let path = req.uri.path();
+        let zone = ctx.zone.map_or("", |z| z.name.as_str());
+        let generation = ctx.zone.map_or(0, |z| z.generation.current());
+        // Every part that changes the body is in the key; the scope keeps
+        // users and teams apart; generations make writes visible at once.
+        let key = format!(
+            "{zone}|g{generation}.{}.{}|{path}?{}|{}|{}",
+            self.generations.get("registry"),
+            self.generations.get(&format!("path:{path}")),
+            normalized_query(req.uri.query()),
+            ctx.scope.as_deref().unwrap_or(""),
+            ctx.encoding.token(),
+        );
+        Ok(CacheKey::new(key, ""))
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let mut peer = HttpPeer::new(self.app.upstream(), false, String::new());
+        if ctx.zone.is_none() {
+            peer.options.read_timeout = Some(ctx.config.stream_timeout);
+            peer.options.idle_timeout = Some(ctx.config.stream_timeout);
+        } else {
+            peer.options.read_timeout = Some(Duration::from_secs(60));
+        }
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(&self, session: &mut Session, upstream: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
+        for (k, v) in forwarded_headers(session, ctx) {
+            upstream.insert_header(k, v)?;
+        }
+        if ctx.zone.is_some() {
+            upstream.remove_header("accept-encoding");
+            if let Some(meta) = session.cache.maybe_cache_meta() {
+                pingora_cache::filters::upstream::request_filter(upstream, Some(meta));
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        let small = resp.headers.get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()).is_some_and(|l| l < ctx.config.compression.minimum_size);
+        if small {
+            session.upstream_compression.adjust_level(0);
+        }
+        Ok(())
+    }
+
+    fn response_cache_filter(&self, _session: &Session, resp: &ResponseHeader, ctx: &mut Ctx) -> Result<RespCacheable> {
+        let Some(zone) = ctx.zone else {
+            return Ok(RespCacheable::Uncacheable(NoCacheReason::NeverEnabled));
+        };
+        let h = &resp.headers;
+        if h.contains_key("set-cookie") {
+            return Ok(RespCacheable::Uncacheable(NoCacheReason::Custom("set-cookie")));
+        }
+        let cc = h.get("cache-control").and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+        if cc.contains("no-store") || cc.contains("private") {
+            return Ok(RespCacheable::Uncacheable(NoCacheReason::OriginNotCache));
+        }
+        let ttl = match resp.status.as_u16() {
+            200 => cc
+                .split(',')
+                .find_map(|d| d.trim().strip_prefix("s-maxage=").or_else(|| d.trim().strip_prefix("max-age=")))
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_secs)
+                .unwrap_or(*zone.default_ttl.read()),
+            404 => Duration::from_secs(60),
+            _ => return Ok(RespCacheable::Uncacheable(NoCacheReason::OriginNotCache)),
+        };
+        let now = SystemTime::now();
+        let c = &ctx.config;
+        Ok(RespCacheable::Cacheable(CacheMeta::new(now + ttl, now, c.stale_while_revalidate, c.stale_if_error, resp.clone())))
+    }
+
+    fn should_serve_stale(&self, _session: &mut Session, ctx: &mut Ctx, error: Option<&Error>) -> bool {
+        match error {
+            None => ctx.config.stale_while_revalidate > 0,
+            Some(_) => ctx.config.stale_if_error > 0,
+        }
+    }
+
+    async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        let status = if ctx.zone.is_some() { cache_status(session) } else { "BYPASS" };
+        if let Some(z) = ctx.zone {
+            self.metrics.cache.with_label_values(&[z.name.as_str(), status]).inc();
+            resp.insert_header("vary", "Accept-Encoding")?;
+        }
+        resp.insert_header("x-cache-status", status)?;
+        resp.insert_header("x-correlation-id", ctx.correlation_id.as_str())?;
+        ctx.status = resp.status.as_u16();
+        Ok(())
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        self.metrics.inflight.dec();
+        let status = if ctx.status != 0 {
+            ctx.status
+        } else {
+            session.response_written().map_or(0, |r| r.status.as_u16())
+        };
+        self.metrics.requests.with_label_values(&[ctx.class.as_str(), &status.to_string()]).inc();
+        self.metrics.latency.with_label_values(&[ctx.class.as_str()]).observe(ctx.start.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_are_normalized() {
+        assert_eq!(normalized_query(Some("b=2&a=1")), "a=1&b=2");
+        assert_eq!(normalized_query(Some("")), "");
+        assert_eq!(normalized_query(None), "");
+        assert_eq!(normalized_query(Some("a=1&&b=2")), "a=1&b=2");
+    }
+}

@@ -1,0 +1,119 @@
+//! Running the edge: a Pingora server on its own threads inside the
+//! mcpgate process, stopped through a channel (or by the upgrade signal).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora_core::server::configuration::{Opt, ServerConf};
+use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use tokio::sync::watch;
+
+use crate::app::EdgeApp;
+use crate::edge::EdgeProxy;
+
+/// What stops the edge: a graceful stop, or a graceful upgrade (listening
+/// sockets handed to a new process started with `--upgrade`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Running,
+    Terminate,
+    Upgrade,
+}
+
+struct ChannelWatch(watch::Receiver<Stop>);
+
+#[async_trait]
+impl ShutdownSignalWatch for ChannelWatch {
+    async fn recv(&self) -> ShutdownSignal {
+        let mut rx = self.0.clone();
+        let stop = rx.wait_for(|s| *s != Stop::Running).await.map(|s| *s).unwrap_or(Stop::Terminate);
+        match stop {
+            Stop::Upgrade => ShutdownSignal::GracefulUpgrade,
+            _ => ShutdownSignal::GracefulTerminate,
+        }
+    }
+}
+
+pub struct EdgeHandle {
+    pub addr: SocketAddr,
+    stop: watch::Sender<Stop>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+pub struct EdgeOptions {
+    pub threads: usize,
+    /// Take the listening socket over from a running process (`-u`).
+    pub upgrade: bool,
+    pub upgrade_sock: String,
+    pub grace_period_seconds: u64,
+}
+
+impl EdgeHandle {
+    /// Starts the edge on `addr` (port 0 picks a free one).
+    pub fn start<A: EdgeApp>(proxy: EdgeProxy<A>, addr: SocketAddr, options: EdgeOptions) -> std::io::Result<EdgeHandle> {
+        let addr = if addr.port() == 0 {
+            let probe = std::net::TcpListener::bind(addr)?;
+            probe.local_addr()?
+        } else {
+            addr
+        };
+        let (tx, rx) = watch::channel(Stop::Running);
+        let mut conf = ServerConf::default();
+        conf.threads = options.threads.max(1);
+        conf.grace_period_seconds = Some(options.grace_period_seconds);
+        conf.graceful_shutdown_timeout_seconds = Some(options.grace_period_seconds.max(1));
+        conf.upgrade_sock = options.upgrade_sock.clone();
+        let opt = Opt {
+            upgrade: options.upgrade,
+            ..Opt::default()
+        };
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+        let listen = addr.to_string();
+        let thread = std::thread::Builder::new().name("mcpgate-edge".into()).spawn(move || {
+            let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+            server.bootstrap();
+            let mut service = pingora_proxy::http_proxy_service(&server.configuration, proxy);
+            service.add_tcp(&listen);
+            server.add_service(service);
+            let _ = ready_tx.send(());
+            server.run(RunArgs {
+                shutdown_signal: Box::new(ChannelWatch(rx)),
+            });
+        })?;
+        let _ = ready_rx.recv();
+        // Wait until the listener accepts, so callers can use it at once.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(addr).is_err() {
+            if std::time::Instant::now() > deadline {
+                return Err(std::io::Error::other(format!("the edge did not listen on {addr}")));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(EdgeHandle {
+            addr,
+            stop: tx,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn stop_handle(&self) -> watch::Sender<Stop> {
+        self.stop.clone()
+    }
+
+    /// Stops the edge and waits for its threads.
+    pub fn stop(mut self, how: Stop) {
+        let _ = self.stop.send(how);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for EdgeHandle {
+    fn drop(&mut self) {
+        let _ = self.stop.send(Stop::Terminate);
+    }
+}
+
+pub type SharedConfig = Arc<arc_swap::ArcSwap<crate::config::EdgeConfig>>;

@@ -1,0 +1,107 @@
+//! The application behind the edge: authentication for cache keys and the
+//! in-process call into the axum router.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use http_body_util::BodyExt;
+use mcpgate_cache_zones::{Zone, ZoneSpec};
+use mcpgate_proxy::app::BoxError;
+use mcpgate_proxy::{BoxFuture, Compression, EdgeApp, EdgeBody, EdgeConfig, Rejection, RouteTable};
+use tower::ServiceExt;
+
+use crate::auth::{Auth, AuthError, bearer};
+use crate::config::Config;
+
+pub struct AppEdge {
+    pub router: axum::Router,
+    pub auth: Arc<Auth>,
+    pub auth_required: bool,
+    pub upstream: SocketAddr,
+}
+
+fn reject(status: u16, code: &str, detail: &str) -> Rejection {
+    Rejection {
+        status,
+        body: serde_json::json!({"error": code, "detail": detail}).to_string(),
+    }
+}
+
+impl EdgeApp for AppEdge {
+    fn authenticate(&self, authorization: Option<String>) -> BoxFuture<'_, Result<String, Rejection>> {
+        Box::pin(async move {
+            if !self.auth_required {
+                return Ok("admin".to_owned());
+            }
+            let Some(token) = authorization.as_deref().and_then(bearer) else {
+                return Err(reject(401, "unauthorized", "missing bearer token"));
+            };
+            match self.auth.authenticate(token).await {
+                Ok(p) => Ok(p.scope_key()),
+                Err(AuthError::Store(e)) => Err(reject(503, "unavailable", &e.to_string())),
+                Err(e) => Err(reject(401, "unauthorized", &e.to_string())),
+            }
+        })
+    }
+
+    fn call(&self, request: http::Request<Bytes>) -> BoxFuture<'static, http::Response<EdgeBody>> {
+        let router = self.router.clone();
+        Box::pin(async move {
+            let response = match router.oneshot(request.map(axum::body::Body::from)).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            };
+            response.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync())
+        })
+    }
+
+    fn upstream(&self) -> SocketAddr {
+        self.upstream
+    }
+}
+
+/// The edge's live settings from mcpgate's configuration.
+pub fn edge_config(c: &Config) -> EdgeConfig {
+    let set = |xs: &[String]| xs.iter().cloned().collect();
+    let mut routes = RouteTable {
+        api_paths: set(&c.edge_api_paths),
+        schema_paths: set(&c.edge_schema_paths),
+        static_extensions: c.edge_static_extensions.iter().map(|e| e.trim_start_matches('.').to_ascii_lowercase()).collect(),
+        ..RouteTable::default()
+    };
+    routes.health_paths = ["/health", "/ready"].iter().map(|s| s.to_string()).collect();
+    EdgeConfig {
+        routes,
+        zones: zone_specs(c),
+        rate: c.edge_rate_limit_rps,
+        burst: c.edge_rate_limit_burst,
+        conn_limit: c.edge_conn_limit,
+        compression: Compression {
+            enabled: c.compression_enabled,
+            minimum_size: c.compression_minimum_size,
+            gzip_level: c.compression_gzip_level,
+            brotli_quality: c.compression_brotli_quality,
+            zstd_level: c.compression_zstd_level,
+        },
+        trusted_proxies: crate::federation::ssrf::SsrfPolicy::parse_networks(&c.edge_trusted_proxies).unwrap_or_default(),
+        max_body_bytes: c.max_request_body_bytes,
+        stream_timeout: std::time::Duration::from_secs(c.edge_stream_timeout),
+        stale_while_revalidate: c.edge_stale_while_revalidate,
+        stale_if_error: c.edge_stale_if_error,
+    }
+}
+
+pub fn zone_specs(c: &Config) -> Vec<ZoneSpec> {
+    use std::time::Duration;
+    vec![
+        ZoneSpec::new("static", c.edge_cache_static_bytes, Duration::from_secs(c.edge_cache_static_ttl)),
+        ZoneSpec::new("api", c.edge_cache_api_bytes, Duration::from_secs(c.edge_cache_api_ttl)),
+        ZoneSpec::new("schema", c.edge_cache_schema_bytes, Duration::from_secs(c.edge_cache_schema_ttl)),
+    ]
+}
+
+/// The process's zones, created once; a reload reconfigures them in place.
+pub fn make_zones(c: &Config) -> Vec<&'static Zone> {
+    zone_specs(c).iter().map(Zone::leak).collect()
+}
