@@ -200,13 +200,28 @@ impl Default for Config {
             edge_cache_api_ttl: 300,
             edge_cache_schema_bytes: 256 << 20,
             edge_cache_schema_ttl: 86400,
-            edge_api_paths: ["/v1/tools", "/tools", "/v1/servers", "/servers", "/v1/gateways", "/gateways", "/v1/resources", "/resources", "/v1/prompts", "/prompts", "/version"]
-                .map(String::from)
-                .to_vec(),
+            edge_api_paths: [
+                "/v1/tools",
+                "/tools",
+                "/v1/servers",
+                "/servers",
+                "/v1/gateways",
+                "/gateways",
+                "/v1/resources",
+                "/resources",
+                "/v1/prompts",
+                "/prompts",
+                "/version",
+            ]
+            .map(String::from)
+            .to_vec(),
             edge_schema_paths: vec!["/openapi.json".into(), "/docs".into()],
-            edge_static_extensions: ["css", "js", "png", "jpg", "jpeg", "gif", "ico", "svg", "woff", "woff2", "ttf", "eot", "webp", "avif", "map"]
-                .map(String::from)
-                .to_vec(),
+            edge_static_extensions: [
+                "css", "js", "png", "jpg", "jpeg", "gif", "ico", "svg", "woff", "woff2", "ttf",
+                "eot", "webp", "avif", "map",
+            ]
+            .map(String::from)
+            .to_vec(),
             edge_upgrade_sock: "/tmp/mcpgate_upgrade.sock".into(),
             edge_grace_period: 5,
             compression_enabled: true,
@@ -359,7 +374,12 @@ impl Config {
                 return Err(invalid(key, "must be above 0"));
             }
         }
-        if self.edge_api_paths.iter().chain(&self.edge_schema_paths).any(|p| !p.starts_with('/')) {
+        if self
+            .edge_api_paths
+            .iter()
+            .chain(&self.edge_schema_paths)
+            .any(|p| !p.starts_with('/'))
+        {
             return Err(invalid("edge_api_paths", "paths must start with /"));
         }
         if self.edge_enabled && self.edge_port != 0 && self.edge_port == self.port {

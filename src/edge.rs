@@ -29,7 +29,10 @@ fn reject(status: u16, code: &str, detail: &str) -> Rejection {
 }
 
 impl EdgeApp for AppEdge {
-    fn authenticate(&self, authorization: Option<String>) -> BoxFuture<'_, Result<String, Rejection>> {
+    fn authenticate(
+        &self,
+        authorization: Option<String>,
+    ) -> BoxFuture<'_, Result<String, Rejection>> {
         Box::pin(async move {
             if !self.auth_required {
                 return Ok("admin".to_owned());
@@ -67,10 +70,17 @@ pub fn edge_config(c: &Config) -> EdgeConfig {
     let mut routes = RouteTable {
         api_paths: set(&c.edge_api_paths),
         schema_paths: set(&c.edge_schema_paths),
-        static_extensions: c.edge_static_extensions.iter().map(|e| e.trim_start_matches('.').to_ascii_lowercase()).collect(),
+        static_extensions: c
+            .edge_static_extensions
+            .iter()
+            .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
+            .collect(),
         ..RouteTable::default()
     };
-    routes.health_paths = ["/health", "/ready"].iter().map(|s| s.to_string()).collect();
+    routes.health_paths = ["/health", "/ready"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     EdgeConfig {
         routes,
         zones: zone_specs(c),
@@ -84,7 +94,10 @@ pub fn edge_config(c: &Config) -> EdgeConfig {
             brotli_quality: c.compression_brotli_quality,
             zstd_level: c.compression_zstd_level,
         },
-        trusted_proxies: crate::federation::ssrf::SsrfPolicy::parse_networks(&c.edge_trusted_proxies).unwrap_or_default(),
+        trusted_proxies: crate::federation::ssrf::SsrfPolicy::parse_networks(
+            &c.edge_trusted_proxies,
+        )
+        .unwrap_or_default(),
         max_body_bytes: c.max_request_body_bytes,
         stream_timeout: std::time::Duration::from_secs(c.edge_stream_timeout),
         stale_while_revalidate: c.edge_stale_while_revalidate,
@@ -95,9 +108,21 @@ pub fn edge_config(c: &Config) -> EdgeConfig {
 pub fn zone_specs(c: &Config) -> Vec<ZoneSpec> {
     use std::time::Duration;
     vec![
-        ZoneSpec::new("static", c.edge_cache_static_bytes, Duration::from_secs(c.edge_cache_static_ttl)),
-        ZoneSpec::new("api", c.edge_cache_api_bytes, Duration::from_secs(c.edge_cache_api_ttl)),
-        ZoneSpec::new("schema", c.edge_cache_schema_bytes, Duration::from_secs(c.edge_cache_schema_ttl)),
+        ZoneSpec::new(
+            "static",
+            c.edge_cache_static_bytes,
+            Duration::from_secs(c.edge_cache_static_ttl),
+        ),
+        ZoneSpec::new(
+            "api",
+            c.edge_cache_api_bytes,
+            Duration::from_secs(c.edge_cache_api_ttl),
+        ),
+        ZoneSpec::new(
+            "schema",
+            c.edge_cache_schema_bytes,
+            Duration::from_secs(c.edge_cache_schema_ttl),
+        ),
     ]
 }
 

@@ -181,7 +181,11 @@ pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartE
     let health = health::spawn(federation.clone(), registry.clone());
     let generations = Arc::new(Generations::default());
     let _ = registry.invalidation.set(generations.clone());
-    let edge_zones: Vec<&'static Zone> = if config.edge_enabled { crate::edge::make_zones(&config) } else { Vec::new() };
+    let edge_zones: Vec<&'static Zone> = if config.edge_enabled {
+        crate::edge::make_zones(&config)
+    } else {
+        Vec::new()
+    };
     let edge_metrics = Arc::new(EdgeMetrics::default());
     let edge_config = Arc::new(ArcSwap::from_pointee(crate::edge::edge_config(&config)));
     let state = AppState {
@@ -259,7 +263,11 @@ pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartE
         result
     });
     let edge = if state.config.edge_enabled {
-        let upstream = if local.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], local.port())) } else { local };
+        let upstream = if local.ip().is_unspecified() {
+            SocketAddr::from(([127, 0, 0, 1], local.port()))
+        } else {
+            local
+        };
         let app = crate::edge::AppEdge {
             router: router(state.clone()),
             auth: state.auth.clone(),
@@ -267,11 +275,24 @@ pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartE
             upstream,
         };
         let zones = edge_zones.iter().map(|z| (z.name.clone(), *z)).collect();
-        let proxy = EdgeProxy::new(Arc::new(app), edge_config.clone(), zones, generations, edge_metrics);
-        let host = if state.config.host == "localhost" { "127.0.0.1" } else { state.config.host.as_str() };
+        let proxy = EdgeProxy::new(
+            Arc::new(app),
+            edge_config.clone(),
+            zones,
+            generations,
+            edge_metrics,
+        );
+        let host = if state.config.host == "localhost" {
+            "127.0.0.1"
+        } else {
+            state.config.host.as_str()
+        };
         let edge_addr: SocketAddr = format!("{host}:{}", state.config.edge_port)
             .parse()
-            .map_err(|_| StartError::Bind { addr: host.to_owned(), source: std::io::Error::other("bad edge address") })?;
+            .map_err(|_| StartError::Bind {
+                addr: host.to_owned(),
+                source: std::io::Error::other("bad edge address"),
+            })?;
         let options = EdgeOptions {
             threads: match state.config.edge_threads {
                 0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -281,10 +302,17 @@ pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartE
             upgrade_sock: state.config.edge_upgrade_sock.clone(),
             grace_period_seconds: state.config.edge_grace_period,
         };
-        let handle = tokio::task::spawn_blocking(move || EdgeHandle::start(proxy, edge_addr, options))
-            .await
-            .map_err(|e| StartError::Bind { addr: edge_addr.to_string(), source: std::io::Error::other(e.to_string()) })?
-            .map_err(|source| StartError::Bind { addr: edge_addr.to_string(), source })?;
+        let handle =
+            tokio::task::spawn_blocking(move || EdgeHandle::start(proxy, edge_addr, options))
+                .await
+                .map_err(|e| StartError::Bind {
+                    addr: edge_addr.to_string(),
+                    source: std::io::Error::other(e.to_string()),
+                })?
+                .map_err(|source| StartError::Bind {
+                    addr: edge_addr.to_string(),
+                    source,
+                })?;
         tracing::info!(edge = %handle.addr, "edge listening");
         Some(handle)
     } else {

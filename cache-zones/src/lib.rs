@@ -19,7 +19,12 @@ use bytes::{Bytes, BytesMut};
 use parking_lot::RwLock;
 use pingora_cache::eviction::{EvictionManager, lru};
 use pingora_cache::key::{CacheHashKey, HashBinary};
-use pingora_cache::storage::{HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget, PurgeType, Storage};
+use pingora_cache::storage::{
+    HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget,
+    PurgeType, Storage,
+};
+#[cfg(test)]
+use pingora_cache::trace::Span;
 use pingora_cache::trace::SpanHandle;
 use pingora_cache::{CacheEntryKey, CacheKey, CacheMeta};
 use pingora_error::{Error, ErrorType, Result};
@@ -126,7 +131,13 @@ struct Entry {
 
 impl Entry {
     fn meta(&self) -> CacheMeta {
-        CacheMeta::new(self.fresh_until, self.created, self.stale_while_revalidate, self.stale_if_error, self.header.clone())
+        CacheMeta::new(
+            self.fresh_until,
+            self.created,
+            self.stale_while_revalidate,
+            self.stale_if_error,
+            self.header.clone(),
+        )
     }
 }
 
@@ -144,7 +155,10 @@ pub struct Zone {
 
 impl std::fmt::Debug for Zone {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Zone").field("name", &self.name).field("stats", &self.snapshot()).finish()
+        f.debug_struct("Zone")
+            .field("name", &self.name)
+            .field("stats", &self.snapshot())
+            .finish()
     }
 }
 
@@ -173,7 +187,8 @@ impl Zone {
     pub fn reconfigure(&self, spec: &ZoneSpec) {
         let budget = spec.max_bytes as usize;
         self.budget.store(budget, Ordering::Relaxed);
-        self.max_object.store((budget / 8).max(1), Ordering::Relaxed);
+        self.max_object
+            .store((budget / 8).max(1), Ordering::Relaxed);
         self.lru.set_weight_limit(budget);
         *self.default_ttl.write() = spec.default_ttl;
     }
@@ -203,7 +218,11 @@ impl Zone {
             stores: s.stores.load(Ordering::Relaxed),
             evictions: s.evictions.load(Ordering::Relaxed),
             purges: s.purges.load(Ordering::Relaxed),
-            bytes: self.shards.iter().map(|s| s.read().values().map(|e| e.body.len() as u64).sum::<u64>()).sum(),
+            bytes: self
+                .shards
+                .iter()
+                .map(|s| s.read().values().map(|e| e.body.len() as u64).sum::<u64>())
+                .sum(),
             entries: self.shards.iter().map(|s| s.read().len() as u64).sum(),
             budget: self.budget.load(Ordering::Relaxed) as u64,
         }
@@ -225,7 +244,12 @@ impl HandleHit for Hit {
         Ok(self.body.take())
     }
 
-    async fn finish(self: Box<Self>, _storage: &'static (dyn Storage + Sync), _key: &CacheKey, _trace: &SpanHandle) -> Result<()> {
+    async fn finish(
+        self: Box<Self>,
+        _storage: &'static (dyn Storage + Sync),
+        _key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<()> {
         Ok(())
     }
 
@@ -253,7 +277,10 @@ struct Miss {
 impl HandleMiss for Miss {
     async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
         if self.body.len() + data.len() > self.zone.max_object.load(Ordering::Relaxed) {
-            return Error::e_explain(ErrorType::InternalError, "object larger than the zone's object limit");
+            return Error::e_explain(
+                ErrorType::InternalError,
+                "object larger than the zone's object limit",
+            );
         }
         self.body.extend_from_slice(&data);
         Ok(())
@@ -263,7 +290,10 @@ impl HandleMiss for Miss {
         let mut entry = self.entry.take().expect("finish runs once");
         entry.body = std::mem::take(&mut self.body).freeze();
         let size = entry.body.len();
-        self.zone.shard(&self.hash).write().insert(self.hash, Arc::new(entry));
+        self.zone
+            .shard(&self.hash)
+            .write()
+            .insert(self.hash, Arc::new(entry));
         self.zone.stats.stores.fetch_add(1, Ordering::Relaxed);
         Ok(MissFinishType::Created(size))
     }
@@ -271,7 +301,11 @@ impl HandleMiss for Miss {
 
 #[async_trait]
 impl Storage for Zone {
-    async fn lookup(&'static self, key: &CacheKey, _trace: &SpanHandle) -> Result<Option<(CacheMeta, HitHandler)>> {
+    async fn lookup(
+        &'static self,
+        key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<Option<(CacheMeta, HitHandler)>> {
         let hash = key.combined_bin();
         let found = self.shard(&hash).read().get(&hash).cloned();
         match found {
@@ -290,7 +324,12 @@ impl Storage for Zone {
         }
     }
 
-    async fn get_miss_handler(&'static self, key: &CacheKey, meta: &CacheMeta, _trace: &SpanHandle) -> Result<MissHandler> {
+    async fn get_miss_handler(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<MissHandler> {
         Ok(Box::new(Miss {
             zone: self,
             hash: key.combined_bin(),
@@ -306,7 +345,12 @@ impl Storage for Zone {
         }))
     }
 
-    async fn purge(&'static self, target: PurgeTarget<'_>, kind: PurgeType, _trace: &SpanHandle) -> Result<PurgeOutcome> {
+    async fn purge(
+        &'static self,
+        target: PurgeTarget<'_>,
+        kind: PurgeType,
+        _trace: &SpanHandle,
+    ) -> Result<PurgeOutcome> {
         if matches!(target, PurgeTarget::Exact(CacheEntryKey::Identified { .. })) {
             return Ok(PurgeOutcome::NotFound);
         }
@@ -322,10 +366,17 @@ impl Storage for Zone {
         Ok(PurgeOutcome::Purged(None))
     }
 
-    async fn update_meta(&'static self, key: &CacheKey, meta: &CacheMeta, _trace: &SpanHandle) -> Result<bool> {
+    async fn update_meta(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<bool> {
         let hash = key.combined_bin();
         let mut shard = self.shard(&hash).write();
-        let Some(old) = shard.get(&hash).cloned() else { return Ok(false) };
+        let Some(old) = shard.get(&hash).cloned() else {
+            return Ok(false);
+        };
         shard.insert(
             hash,
             Arc::new(Entry {
@@ -382,37 +433,94 @@ mod tests {
     }
 
     async fn store(zone: &'static Zone, key: &CacheKey, body: &'static [u8]) {
-        let mut miss = zone.get_miss_handler(key, &meta(60), &SpanHandle::inactive()).await.unwrap();
-        miss.write_body(Bytes::from_static(&body[..body.len() / 2]), false).await.unwrap();
-        miss.write_body(Bytes::from_static(&body[body.len() / 2..]), true).await.unwrap();
-        assert!(matches!(miss.finish().await.unwrap(), MissFinishType::Created(n) if n == body.len()));
+        let mut miss = zone
+            .get_miss_handler(key, &meta(60), &Span::inactive().handle())
+            .await
+            .unwrap();
+        miss.write_body(Bytes::from_static(&body[..body.len() / 2]), false)
+            .await
+            .unwrap();
+        miss.write_body(Bytes::from_static(&body[body.len() / 2..]), true)
+            .await
+            .unwrap();
+        assert!(
+            matches!(miss.finish().await.unwrap(), MissFinishType::Created(n) if n == body.len())
+        );
     }
 
     #[tokio::test]
     async fn store_hit_purge() {
         let zone = Zone::leak(&ZoneSpec::new("t", 1 << 20, Duration::from_secs(60)));
         let key = CacheKey::new("GET /v1/tools", "");
-        assert!(zone.lookup(&key, &SpanHandle::inactive()).await.unwrap().is_none());
+        assert!(
+            zone.lookup(&key, &Span::inactive().handle())
+                .await
+                .unwrap()
+                .is_none()
+        );
         store(zone, &key, b"hello world").await;
-        let (m, mut hit) = zone.lookup(&key, &SpanHandle::inactive()).await.unwrap().unwrap();
+        let (m, mut hit) = zone
+            .lookup(&key, &Span::inactive().handle())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(m.stale_while_revalidate_sec(), 10);
-        assert_eq!(m.response_header().headers.get("content-type").unwrap(), "application/json");
-        assert_eq!(hit.read_body().await.unwrap().unwrap(), Bytes::from_static(b"hello world"));
+        assert_eq!(
+            m.response_header().headers.get("content-type").unwrap(),
+            "application/json"
+        );
+        assert_eq!(
+            hit.read_body().await.unwrap().unwrap(),
+            Bytes::from_static(b"hello world")
+        );
         assert!(hit.read_body().await.unwrap().is_none());
         let s = zone.snapshot();
-        assert_eq!((s.hits, s.misses, s.stores, s.entries, s.bytes), (1, 1, 1, 1, 11));
+        assert_eq!(
+            (s.hits, s.misses, s.stores, s.entries, s.bytes),
+            (1, 1, 1, 1, 11)
+        );
         let compact = key.to_compact();
-        assert_eq!(zone.purge(PurgeTarget::Active(&compact), PurgeType::Invalidation, &SpanHandle::inactive()).await.unwrap(), PurgeOutcome::Purged(None));
-        assert!(zone.lookup(&key, &SpanHandle::inactive()).await.unwrap().is_none());
-        assert_eq!(zone.purge(PurgeTarget::Active(&compact), PurgeType::Eviction, &SpanHandle::inactive()).await.unwrap(), PurgeOutcome::NotFound);
+        assert_eq!(
+            zone.purge(
+                PurgeTarget::Active(&compact),
+                PurgeType::Invalidation,
+                &Span::inactive().handle()
+            )
+            .await
+            .unwrap(),
+            PurgeOutcome::Purged(None)
+        );
+        assert!(
+            zone.lookup(&key, &Span::inactive().handle())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            zone.purge(
+                PurgeTarget::Active(&compact),
+                PurgeType::Eviction,
+                &Span::inactive().handle()
+            )
+            .await
+            .unwrap(),
+            PurgeOutcome::NotFound
+        );
     }
 
     #[tokio::test]
     async fn objects_over_the_limit_are_refused_and_zones_purge_whole() {
         let zone = Zone::leak(&ZoneSpec::new("small", 64, Duration::from_secs(60)));
         let key = CacheKey::new("big", "");
-        let mut miss = zone.get_miss_handler(&key, &meta(60), &SpanHandle::inactive()).await.unwrap();
-        assert!(miss.write_body(Bytes::from(vec![0u8; 100]), true).await.is_err());
+        let mut miss = zone
+            .get_miss_handler(&key, &meta(60), &Span::inactive().handle())
+            .await
+            .unwrap();
+        assert!(
+            miss.write_body(Bytes::from(vec![0u8; 100]), true)
+                .await
+                .is_err()
+        );
         let zone = Zone::leak(&ZoneSpec::new("z", 1 << 20, Duration::from_secs(60)));
         store(zone, &CacheKey::new("a", ""), b"aaaa").await;
         store(zone, &CacheKey::new("b", ""), b"bbbb").await;
@@ -427,10 +535,30 @@ mod tests {
         let zone = Zone::leak(&ZoneSpec::new("u", 1 << 20, Duration::from_secs(60)));
         let key = CacheKey::new("k", "");
         store(zone, &key, b"body").await;
-        assert!(zone.update_meta(&key, &meta(600), &SpanHandle::inactive()).await.unwrap());
-        let (m, mut hit) = zone.lookup(&key, &SpanHandle::inactive()).await.unwrap().unwrap();
+        assert!(
+            zone.update_meta(&key, &meta(600), &Span::inactive().handle())
+                .await
+                .unwrap()
+        );
+        let (m, mut hit) = zone
+            .lookup(&key, &Span::inactive().handle())
+            .await
+            .unwrap()
+            .unwrap();
         assert!(m.fresh_until() > SystemTime::now() + Duration::from_secs(500));
-        assert_eq!(hit.read_body().await.unwrap().unwrap(), Bytes::from_static(b"body"));
-        assert!(!zone.update_meta(&CacheKey::new("missing", ""), &meta(1), &SpanHandle::inactive()).await.unwrap());
+        assert_eq!(
+            hit.read_body().await.unwrap().unwrap(),
+            Bytes::from_static(b"body")
+        );
+        assert!(
+            !zone
+                .update_meta(
+                    &CacheKey::new("missing", ""),
+                    &meta(1),
+                    &Span::inactive().handle()
+                )
+                .await
+                .unwrap()
+        );
     }
 }

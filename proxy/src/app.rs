@@ -10,7 +10,6 @@ use bytes::Bytes;
 use mcpgate_cache_zones::Generation;
 use std::sync::RwLock;
 
-
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type EdgeBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -25,7 +24,10 @@ pub struct Rejection {
 pub trait EdgeApp: Send + Sync + 'static {
     /// Verifies the caller of a cacheable request; returns its visibility
     /// scope (the cache key part that keeps users and teams apart).
-    fn authenticate(&self, authorization: Option<String>) -> BoxFuture<'_, Result<String, Rejection>>;
+    fn authenticate(
+        &self,
+        authorization: Option<String>,
+    ) -> BoxFuture<'_, Result<String, Rejection>>;
     /// Serves one request in-process.
     fn call(&self, request: http::Request<Bytes>) -> BoxFuture<'static, http::Response<EdgeBody>>;
     /// The application's own listener: cache fills and WebSocket upgrades.
@@ -46,12 +48,24 @@ pub struct Generations {
 
 impl Generations {
     pub fn get(&self, name: &str) -> u64 {
-        let g = self.map.read().expect("lock").get(name).map(|g| g.current()).unwrap_or(0);
+        let g = self
+            .map
+            .read()
+            .expect("lock")
+            .get(name)
+            .map(|g| g.current())
+            .unwrap_or(0);
         g.wrapping_add(self.all.current() << 32)
     }
 
     pub fn bump(&self, name: &str) {
-        let g = self.map.write().expect("lock").entry(name.to_owned()).or_default().clone();
+        let g = self
+            .map
+            .write()
+            .expect("lock")
+            .entry(name.to_owned())
+            .or_default()
+            .clone();
         g.bump();
     }
 

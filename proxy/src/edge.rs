@@ -31,7 +31,8 @@ use crate::limits::{ConnGuard, ConnLimiter, RateLimiter};
 use crate::metrics::EdgeMetrics;
 use crate::routes::RouteClass;
 
-static CACHE_LOCK: Lazy<Box<CacheKeyLockImpl>> = Lazy::new(|| CacheLock::new_boxed(Duration::from_secs(10)));
+static CACHE_LOCK: Lazy<Box<CacheKeyLockImpl>> =
+    Lazy::new(|| CacheLock::new_boxed(Duration::from_secs(10)));
 
 /// Per-request state.
 pub struct Ctx {
@@ -58,7 +59,13 @@ pub struct EdgeProxy<A: EdgeApp> {
 }
 
 impl<A: EdgeApp> EdgeProxy<A> {
-    pub fn new(app: Arc<A>, config: Arc<ArcSwap<EdgeConfig>>, zones: HashMap<String, &'static Zone>, generations: Arc<Generations>, metrics: Arc<EdgeMetrics>) -> Self {
+    pub fn new(
+        app: Arc<A>,
+        config: Arc<ArcSwap<EdgeConfig>>,
+        zones: HashMap<String, &'static Zone>,
+        generations: Arc<Generations>,
+        metrics: Arc<EdgeMetrics>,
+    ) -> Self {
         EdgeProxy {
             app,
             config,
@@ -72,7 +79,9 @@ impl<A: EdgeApp> EdgeProxy<A> {
 
     fn zone_for(&self, class: RouteClass) -> Option<&'static Zone> {
         match class {
-            RouteClass::Api | RouteClass::Schema | RouteClass::Static => self.zones.get(class.as_str()).copied(),
+            RouteClass::Api | RouteClass::Schema | RouteClass::Static => {
+                self.zones.get(class.as_str()).copied()
+            }
             _ => None,
         }
     }
@@ -81,17 +90,39 @@ impl<A: EdgeApp> EdgeProxy<A> {
 /// The client's address: the socket peer, or `X-Forwarded-For` when the
 /// peer is a trusted proxy (the rightmost untrusted hop).
 fn client_ip(session: &Session, config: &EdgeConfig) -> Option<IpAddr> {
-    let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())?;
+    let peer = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())?;
     let trusted = |ip: &IpAddr| config.trusted_proxies.iter().any(|n| n.contains(ip));
     if !trusted(&peer) {
         return Some(peer);
     }
-    let xff = session.req_header().headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let hops: Vec<IpAddr> = xff.split(',').filter_map(|h| h.trim().parse().ok()).collect();
-    Some(hops.into_iter().rev().find(|ip| !trusted(ip)).unwrap_or(peer))
+    let xff = session
+        .req_header()
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let hops: Vec<IpAddr> = xff
+        .split(',')
+        .filter_map(|h| h.trim().parse().ok())
+        .collect();
+    Some(
+        hops.into_iter()
+            .rev()
+            .find(|ip| !trusted(ip))
+            .unwrap_or(peer),
+    )
 }
 
-async fn answer(session: &mut Session, status: u16, headers: &[(&str, String)], body: String, close: bool) -> Result<()> {
+async fn answer(
+    session: &mut Session,
+    status: u16,
+    headers: &[(&str, String)],
+    body: String,
+    close: bool,
+) -> Result<()> {
     let mut h = ResponseHeader::build(status, Some(headers.len() + 2))?;
     h.insert_header("content-type", "application/json")?;
     h.insert_header("content-length", body.len().to_string())?;
@@ -103,7 +134,9 @@ async fn answer(session: &mut Session, status: u16, headers: &[(&str, String)], 
         session.set_keepalive(None);
     }
     session.write_response_header(Box::new(h), false).await?;
-    session.write_response_body(Some(Bytes::from(body)), true).await
+    session
+        .write_response_body(Some(Bytes::from(body)), true)
+        .await
 }
 
 fn cache_status(session: &Session) -> &'static str {
@@ -121,7 +154,10 @@ fn cache_status(session: &Session) -> &'static str {
 fn set_compression(session: &mut Session, config: &EdgeConfig, encoding: Encoding, on: bool) {
     let c = &config.compression;
     let on = on && c.enabled && encoding != Encoding::Identity;
-    if let Some(m) = session.downstream_modules_ctx.get_mut::<ResponseCompression>() {
+    if let Some(m) = session
+        .downstream_modules_ctx
+        .get_mut::<ResponseCompression>()
+    {
         m.adjust_level(0);
         if on {
             match encoding {
@@ -136,10 +172,17 @@ fn set_compression(session: &mut Session, config: &EdgeConfig, encoding: Encodin
 
 fn forwarded_headers(session: &Session, ctx: &Ctx) -> Vec<(&'static str, String)> {
     let req = session.req_header();
-    let mut out = vec![("x-correlation-id", ctx.correlation_id.clone()), ("x-forwarded-proto", "http".to_owned())];
+    let mut out = vec![
+        ("x-correlation-id", ctx.correlation_id.clone()),
+        ("x-forwarded-proto", "http".to_owned()),
+    ];
     if let Some(ip) = ctx.client_ip {
         out.push(("x-real-ip", ip.to_string()));
-        let xff = match req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        let xff = match req
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
             Some(prev) => format!("{prev}, {ip}"),
             None => ip.to_string(),
         };
@@ -152,7 +195,11 @@ fn forwarded_headers(session: &Session, ctx: &Ctx) -> Vec<(&'static str, String)
 }
 
 fn normalized_query(query: Option<&str>) -> String {
-    let mut pairs: Vec<&str> = query.unwrap_or("").split('&').filter(|p| !p.is_empty()).collect();
+    let mut pairs: Vec<&str> = query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .collect();
     pairs.sort_unstable();
     pairs.join("&")
 }
@@ -165,20 +212,42 @@ impl<A: EdgeApp> EdgeProxy<A> {
         while let Some(chunk) = session.read_request_body().await? {
             if body.len() + chunk.len() > config.max_body_bytes {
                 ctx.status = 413;
-                let msg = format!(r#"{{"error":"payload_too_large","detail":"request body is larger than {} bytes"}}"#, config.max_body_bytes);
-                return answer(session, 413, &[("x-cache-status", "BYPASS".into()), ("x-correlation-id", ctx.correlation_id.clone())], msg, true).await;
+                let msg = format!(
+                    r#"{{"error":"payload_too_large","detail":"request body is larger than {} bytes"}}"#,
+                    config.max_body_bytes
+                );
+                return answer(
+                    session,
+                    413,
+                    &[
+                        ("x-cache-status", "BYPASS".into()),
+                        ("x-correlation-id", ctx.correlation_id.clone()),
+                    ],
+                    msg,
+                    true,
+                )
+                .await;
             }
             body.extend_from_slice(&chunk);
         }
         let req = session.req_header();
-        let mut builder = http::Request::builder().method(req.method.clone()).uri(req.uri.clone()).version(req.version);
+        let mut builder = http::Request::builder()
+            .method(req.method.clone())
+            .uri(req.uri.clone())
+            .version(req.version);
         for (k, v) in req.headers.iter() {
             builder = builder.header(k, v);
         }
         for (k, v) in forwarded_headers(session, ctx) {
             builder = builder.header(k, v);
         }
-        let request = builder.body(body.freeze()).map_err(|e| Error::because(pingora_error::ErrorType::InternalError, "building the in-process request", e))?;
+        let request = builder.body(body.freeze()).map_err(|e| {
+            Error::because(
+                pingora_error::ErrorType::InternalError,
+                "building the in-process request",
+                e,
+            )
+        })?;
         let response = self.app.call(request).await;
         let (parts, mut body) = response.into_parts();
         ctx.status = parts.status.as_u16();
@@ -188,14 +257,24 @@ impl<A: EdgeApp> EdgeProxy<A> {
         }
         header.insert_header("x-cache-status", "BYPASS")?;
         header.insert_header("x-correlation-id", ctx.correlation_id.as_str())?;
-        let is_stream = parts.headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/event-stream"));
-        let length: Option<usize> = parts.headers.get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+        let is_stream = parts
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        let length: Option<usize> = parts
+            .headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
         let small = length.is_some_and(|l| l < config.compression.minimum_size);
         set_compression(session, &config, ctx.encoding, !is_stream && !small);
         if length.is_none() && req_is_http11(session) {
             header.insert_header("transfer-encoding", "chunked")?;
         }
-        session.write_response_header(Box::new(header), false).await?;
+        session
+            .write_response_header(Box::new(header), false)
+            .await?;
         loop {
             let frame = if is_stream {
                 match tokio::time::timeout(config.stream_timeout, body.frame()).await {
@@ -224,7 +303,12 @@ impl<A: EdgeApp> EdgeProxy<A> {
     }
 
     async fn purge(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
-        let auth = session.req_header().headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let auth = session
+            .req_header()
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let scope = match self.app.authenticate(auth).await {
             Ok(s) => s,
             Err(r) => {
@@ -234,16 +318,38 @@ impl<A: EdgeApp> EdgeProxy<A> {
         };
         if !self.app.can_purge(&scope) {
             ctx.status = 403;
-            return answer(session, 403, &[], r#"{"error":"forbidden","detail":"purging needs a platform admin"}"#.into(), false).await;
+            return answer(
+                session,
+                403,
+                &[],
+                r#"{"error":"forbidden","detail":"purging needs a platform admin"}"#.into(),
+                false,
+            )
+            .await;
         }
         let query = session.req_header().uri.query().unwrap_or("").to_owned();
-        let param = |k: &str| query.split('&').find_map(|p| p.strip_prefix(&format!("{k}="))).map(str::to_owned);
+        let param = |k: &str| {
+            query
+                .split('&')
+                .find_map(|p| p.strip_prefix(&format!("{k}=")))
+                .map(str::to_owned)
+        };
         let body = match (param("zone"), param("path")) {
             (Some(z), _) => match self.zones.get(&z) {
-                Some(zone) => format!(r#"{{"status":"purged","zone":"{z}","entries":{}}}"#, zone.purge_all()),
+                Some(zone) => format!(
+                    r#"{{"status":"purged","zone":"{z}","entries":{}}}"#,
+                    zone.purge_all()
+                ),
                 None => {
                     ctx.status = 404;
-                    return answer(session, 404, &[], format!(r#"{{"error":"not_found","detail":"no zone {z}"}}"#), false).await;
+                    return answer(
+                        session,
+                        404,
+                        &[],
+                        format!(r#"{{"error":"not_found","detail":"no zone {z}"}}"#),
+                        false,
+                    )
+                    .await;
                 }
             },
             (None, Some(p)) => {
@@ -252,7 +358,14 @@ impl<A: EdgeApp> EdgeProxy<A> {
             }
             (None, None) => {
                 ctx.status = 400;
-                return answer(session, 400, &[], r#"{"error":"bad_request","detail":"give zone=NAME or path=/PATH"}"#.into(), false).await;
+                return answer(
+                    session,
+                    400,
+                    &[],
+                    r#"{"error":"bad_request","detail":"give zone=NAME or path=/PATH"}"#.into(),
+                    false,
+                )
+                .await;
             }
         };
         ctx.status = 200;
@@ -290,7 +403,11 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
 
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
         let req = session.req_header_mut();
-        ctx.encoding = negotiate(req.headers.get("accept-encoding").and_then(|v| v.to_str().ok()));
+        ctx.encoding = negotiate(
+            req.headers
+                .get("accept-encoding")
+                .and_then(|v| v.to_str().ok()),
+        );
         // The compression modules pick the first token they support and
         // ignore q-values: hand them our decision only.
         match ctx.encoding {
@@ -315,18 +432,30 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
         self.metrics.inflight.inc();
         let config = ctx.config.clone();
         let req = session.req_header();
-        ctx.class = config.routes.classify(&req.method, req.uri.path(), &req.headers);
+        ctx.class = config
+            .routes
+            .classify(&req.method, req.uri.path(), &req.headers);
         ctx.client_ip = client_ip(session, &config);
         if ctx.class != RouteClass::Health
             && let Some(ip) = ctx.client_ip
         {
             match self.conns.enter(ip, config.conn_limit) {
                 Ok(g) => ctx._conn = g,
-                Err(()) => {
+                Err(_) => {
                     self.metrics.rejected.with_label_values(&["conn"]).inc();
                     ctx.status = 429;
                     let body = r#"{"error":"too_many_requests","detail":"too many concurrent requests from this address"}"#.to_owned();
-                    answer(session, 429, &[("retry-after", "1".into()), ("x-cache-status", "BYPASS".into())], body, true).await?;
+                    answer(
+                        session,
+                        429,
+                        &[
+                            ("retry-after", "1".into()),
+                            ("x-cache-status", "BYPASS".into()),
+                        ],
+                        body,
+                        true,
+                    )
+                    .await?;
                     return Ok(true);
                 }
             }
@@ -334,8 +463,20 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
                 self.metrics.rejected.with_label_values(&["rate"]).inc();
                 ctx.status = 429;
                 let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-                let body = format!(r#"{{"error":"too_many_requests","detail":"rate limit exceeded; retry in {secs} s"}}"#);
-                answer(session, 429, &[("retry-after", secs.to_string()), ("x-cache-status", "BYPASS".into())], body, true).await?;
+                let body = format!(
+                    r#"{{"error":"too_many_requests","detail":"rate limit exceeded; retry in {secs} s"}}"#
+                );
+                answer(
+                    session,
+                    429,
+                    &[
+                        ("retry-after", secs.to_string()),
+                        ("x-cache-status", "BYPASS".into()),
+                    ],
+                    body,
+                    true,
+                )
+                .await?;
                 return Ok(true);
             }
         }
@@ -357,13 +498,32 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
         let scope = if ctx.class == RouteClass::Static {
             "public".to_owned()
         } else {
-            let auth = session.req_header().headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let auth = session
+                .req_header()
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             match self.app.authenticate(auth).await {
                 Ok(s) => s,
                 Err(r) => {
                     ctx.status = r.status;
-                    let headers = [("x-cache-status", "BYPASS".to_owned()), ("www-authenticate", "Bearer".to_owned())];
-                    answer(session, r.status, if r.status == 401 { &headers[..] } else { &headers[..1] }, r.body, false).await?;
+                    let headers = [
+                        ("x-cache-status", "BYPASS".to_owned()),
+                        ("www-authenticate", "Bearer".to_owned()),
+                    ];
+                    answer(
+                        session,
+                        r.status,
+                        if r.status == 401 {
+                            &headers[..]
+                        } else {
+                            &headers[..1]
+                        },
+                        r.body,
+                        false,
+                    )
+                    .await?;
                     return Ok(true);
                 }
             }
@@ -375,9 +535,15 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
         session.upstream_compression.adjust_level(0);
         if c.enabled {
             match ctx.encoding {
-                Encoding::Brotli => session.upstream_compression.adjust_algorithm_level(Algorithm::Brotli, c.brotli_quality),
-                Encoding::Zstd => session.upstream_compression.adjust_algorithm_level(Algorithm::Zstd, c.zstd_level),
-                Encoding::Gzip => session.upstream_compression.adjust_algorithm_level(Algorithm::Gzip, c.gzip_level),
+                Encoding::Brotli => session
+                    .upstream_compression
+                    .adjust_algorithm_level(Algorithm::Brotli, c.brotli_quality),
+                Encoding::Zstd => session
+                    .upstream_compression
+                    .adjust_algorithm_level(Algorithm::Zstd, c.zstd_level),
+                Encoding::Gzip => session
+                    .upstream_compression
+                    .adjust_algorithm_level(Algorithm::Gzip, c.gzip_level),
                 Encoding::Identity => {}
             }
         }
@@ -387,7 +553,13 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
 
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
         if let Some(zone) = ctx.zone {
-            session.cache.enable(zone, Some(zone.eviction()), None, Some(CACHE_LOCK.as_ref()), None);
+            session.cache.enable(
+                zone,
+                Some(zone.eviction()),
+                None,
+                Some(CACHE_LOCK.as_ref()),
+                None,
+            );
         }
         Ok(())
     }
@@ -421,12 +593,18 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
         Ok(Box::new(peer))
     }
 
-    async fn upstream_request_filter(&self, session: &mut Session, upstream: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         for (k, v) in forwarded_headers(session, ctx) {
             upstream.insert_header(k, v)?;
         }
         if ctx.zone.is_some() {
-            upstream.remove_header("accept-encoding");
+            // Accept-Encoding stays (already reduced to our choice): the
+            // pre-cache compressor reads it from this request.
             if let Some(meta) = session.cache.maybe_cache_meta() {
                 pingora_cache::filters::upstream::request_filter(upstream, Some(meta));
             }
@@ -434,30 +612,55 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
         Ok(())
     }
 
-    async fn upstream_response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
-        let small = resp.headers.get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()).is_some_and(|l| l < ctx.config.compression.minimum_size);
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let small = resp
+            .headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .is_some_and(|l| l < ctx.config.compression.minimum_size);
         if small {
             session.upstream_compression.adjust_level(0);
         }
         Ok(())
     }
 
-    fn response_cache_filter(&self, _session: &Session, resp: &ResponseHeader, ctx: &mut Ctx) -> Result<RespCacheable> {
+    fn response_cache_filter(
+        &self,
+        _session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<RespCacheable> {
         let Some(zone) = ctx.zone else {
             return Ok(RespCacheable::Uncacheable(NoCacheReason::NeverEnabled));
         };
         let h = &resp.headers;
         if h.contains_key("set-cookie") {
-            return Ok(RespCacheable::Uncacheable(NoCacheReason::Custom("set-cookie")));
+            return Ok(RespCacheable::Uncacheable(NoCacheReason::Custom(
+                "set-cookie",
+            )));
         }
-        let cc = h.get("cache-control").and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+        let cc = h
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
         if cc.contains("no-store") || cc.contains("private") {
             return Ok(RespCacheable::Uncacheable(NoCacheReason::OriginNotCache));
         }
         let ttl = match resp.status.as_u16() {
             200 => cc
                 .split(',')
-                .find_map(|d| d.trim().strip_prefix("s-maxage=").or_else(|| d.trim().strip_prefix("max-age=")))
+                .find_map(|d| {
+                    d.trim()
+                        .strip_prefix("s-maxage=")
+                        .or_else(|| d.trim().strip_prefix("max-age="))
+                })
                 .and_then(|v| v.parse().ok())
                 .map(Duration::from_secs)
                 .unwrap_or(*zone.default_ttl.read()),
@@ -466,20 +669,43 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
         };
         let now = SystemTime::now();
         let c = &ctx.config;
-        Ok(RespCacheable::Cacheable(CacheMeta::new(now + ttl, now, c.stale_while_revalidate, c.stale_if_error, resp.clone())))
+        Ok(RespCacheable::Cacheable(CacheMeta::new(
+            now + ttl,
+            now,
+            c.stale_while_revalidate,
+            c.stale_if_error,
+            resp.clone(),
+        )))
     }
 
-    fn should_serve_stale(&self, _session: &mut Session, ctx: &mut Ctx, error: Option<&Error>) -> bool {
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Ctx,
+        error: Option<&Error>,
+    ) -> bool {
         match error {
             None => ctx.config.stale_while_revalidate > 0,
             Some(_) => ctx.config.stale_if_error > 0,
         }
     }
 
-    async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
-        let status = if ctx.zone.is_some() { cache_status(session) } else { "BYPASS" };
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let status = if ctx.zone.is_some() {
+            cache_status(session)
+        } else {
+            "BYPASS"
+        };
         if let Some(z) = ctx.zone {
-            self.metrics.cache.with_label_values(&[z.name.as_str(), status]).inc();
+            self.metrics
+                .cache
+                .with_label_values(&[z.name.as_str(), status])
+                .inc();
             resp.insert_header("vary", "Accept-Encoding")?;
         }
         resp.insert_header("x-cache-status", status)?;
@@ -495,8 +721,14 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
         } else {
             session.response_written().map_or(0, |r| r.status.as_u16())
         };
-        self.metrics.requests.with_label_values(&[ctx.class.as_str(), &status.to_string()]).inc();
-        self.metrics.latency.with_label_values(&[ctx.class.as_str()]).observe(ctx.start.elapsed().as_secs_f64());
+        self.metrics
+            .requests
+            .with_label_values(&[ctx.class.as_str(), &status.to_string()])
+            .inc();
+        self.metrics
+            .latency
+            .with_label_values(&[ctx.class.as_str()])
+            .observe(ctx.start.elapsed().as_secs_f64());
     }
 }
 

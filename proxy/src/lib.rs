@@ -16,8 +16,8 @@ pub mod routes;
 pub mod server;
 
 pub use app::{BoxFuture, EdgeApp, EdgeBody, Generations, Rejection};
-pub use server::Stop;
 pub use config::{Compression, EdgeConfig};
 pub use edge::EdgeProxy;
 pub use routes::{RouteClass, RouteTable};
 pub use server::EdgeHandle;
+pub use server::Stop;

@@ -63,6 +63,11 @@ pub struct ConnLimiter {
 
 pub type ConnGuard = pingora_limits::inflight::Guard;
 
+/// An address already has its maximum of requests in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many concurrent requests from this address")]
+pub struct TooMany;
+
 impl Default for ConnLimiter {
     fn default() -> Self {
         ConnLimiter {
@@ -74,12 +79,16 @@ impl Default for ConnLimiter {
 impl ConnLimiter {
     /// Counts a request of `ip` in flight until the guard drops; `Err` when
     /// that would exceed `limit` (0 = off).
-    pub fn enter(&self, ip: IpAddr, limit: u32) -> Result<Option<ConnGuard>, ()> {
+    pub fn enter(&self, ip: IpAddr, limit: u32) -> Result<Option<ConnGuard>, TooMany> {
         if limit == 0 {
             return Ok(None);
         }
         let (guard, n) = self.inflight.incr(ip, 1);
-        if n > limit as isize { Err(()) } else { Ok(Some(guard)) }
+        if n > limit as isize {
+            Err(TooMany)
+        } else {
+            Ok(Some(guard))
+        }
     }
 }
 
@@ -96,7 +105,10 @@ mod tests {
             assert!(l.check(ip, 1, 5).is_ok(), "request {i}");
         }
         let wait = l.check(ip, 1, 5).unwrap_err();
-        assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1), "{wait:?}");
+        assert!(
+            wait > Duration::from_millis(900) && wait <= Duration::from_secs(1),
+            "{wait:?}"
+        );
         // Another IP is independent.
         assert!(l.check("10.0.0.2".parse().unwrap(), 1, 5).is_ok());
         // Off.

@@ -2,7 +2,10 @@
 //! status, cache results by zone, zone sizes and evictions, rate-limit
 //! rejections, requests in flight.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 
 use mcpgate_cache_zones::Zone;
 
@@ -21,19 +24,64 @@ pub struct EdgeMetrics {
 impl Default for EdgeMetrics {
     fn default() -> Self {
         let registry = Registry::new();
-        let requests = IntCounterVec::new(Opts::new("mcpgate_edge_requests_total", "Edge requests by route class and status"), &["class", "status"]).expect("metric");
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "mcpgate_edge_requests_total",
+                "Edge requests by route class and status",
+            ),
+            &["class", "status"],
+        )
+        .expect("metric");
         let latency = HistogramVec::new(
-            HistogramOpts::new("mcpgate_edge_request_duration_seconds", "Edge request latency by route class")
-                .buckets(vec![0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0]),
+            HistogramOpts::new(
+                "mcpgate_edge_request_duration_seconds",
+                "Edge request latency by route class",
+            )
+            .buckets(vec![
+                0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+            ]),
             &["class"],
         )
         .expect("metric");
-        let cache = IntCounterVec::new(Opts::new("mcpgate_edge_cache_results_total", "Cache results by zone (HIT, MISS, ...)"), &["zone", "result"]).expect("metric");
-        let rejected = IntCounterVec::new(Opts::new("mcpgate_edge_rejected_total", "Requests refused by the rate or connection limit"), &["limit"]).expect("metric");
-        let inflight = IntGauge::new("mcpgate_edge_inflight_requests", "Requests in flight at the edge").expect("metric");
-        let zone_bytes = IntGaugeVec::new(Opts::new("mcpgate_edge_zone_bytes", "Bytes stored per cache zone"), &["zone"]).expect("metric");
-        let zone_entries = IntGaugeVec::new(Opts::new("mcpgate_edge_zone_entries", "Entries per cache zone"), &["zone"]).expect("metric");
-        let zone_evictions = IntGaugeVec::new(Opts::new("mcpgate_edge_zone_evictions", "Entries evicted per cache zone"), &["zone"]).expect("metric");
+        let cache = IntCounterVec::new(
+            Opts::new(
+                "mcpgate_edge_cache_results_total",
+                "Cache results by zone (HIT, MISS, ...)",
+            ),
+            &["zone", "result"],
+        )
+        .expect("metric");
+        let rejected = IntCounterVec::new(
+            Opts::new(
+                "mcpgate_edge_rejected_total",
+                "Requests refused by the rate or connection limit",
+            ),
+            &["limit"],
+        )
+        .expect("metric");
+        let inflight = IntGauge::new(
+            "mcpgate_edge_inflight_requests",
+            "Requests in flight at the edge",
+        )
+        .expect("metric");
+        let zone_bytes = IntGaugeVec::new(
+            Opts::new("mcpgate_edge_zone_bytes", "Bytes stored per cache zone"),
+            &["zone"],
+        )
+        .expect("metric");
+        let zone_entries = IntGaugeVec::new(
+            Opts::new("mcpgate_edge_zone_entries", "Entries per cache zone"),
+            &["zone"],
+        )
+        .expect("metric");
+        let zone_evictions = IntGaugeVec::new(
+            Opts::new(
+                "mcpgate_edge_zone_evictions",
+                "Entries evicted per cache zone",
+            ),
+            &["zone"],
+        )
+        .expect("metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -65,9 +113,15 @@ impl EdgeMetrics {
     pub fn render(&self, zones: &[&'static Zone]) -> String {
         for z in zones {
             let s = z.snapshot();
-            self.zone_bytes.with_label_values(&[z.name.as_str()]).set(s.bytes as i64);
-            self.zone_entries.with_label_values(&[z.name.as_str()]).set(s.entries as i64);
-            self.zone_evictions.with_label_values(&[z.name.as_str()]).set(s.evictions as i64);
+            self.zone_bytes
+                .with_label_values(&[z.name.as_str()])
+                .set(s.bytes as i64);
+            self.zone_entries
+                .with_label_values(&[z.name.as_str()])
+                .set(s.entries as i64);
+            self.zone_evictions
+                .with_label_values(&[z.name.as_str()])
+                .set(s.evictions as i64);
         }
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);

@@ -43,18 +43,35 @@ impl Default for RouteTable {
         let set = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect();
         RouteTable {
             api_paths: set(&[
-                "/v1/tools", "/tools", "/v1/servers", "/servers", "/v1/gateways", "/gateways", "/v1/resources", "/resources",
-                "/v1/prompts", "/prompts", "/version",
+                "/v1/tools",
+                "/tools",
+                "/v1/servers",
+                "/servers",
+                "/v1/gateways",
+                "/gateways",
+                "/v1/resources",
+                "/resources",
+                "/v1/prompts",
+                "/prompts",
+                "/version",
             ]),
             schema_paths: set(&["/openapi.json", "/docs"]),
             health_paths: set(&["/health", "/ready"]),
-            static_extensions: set(&["css", "js", "png", "jpg", "jpeg", "gif", "ico", "svg", "woff", "woff2", "ttf", "eot", "webp", "avif", "map"]),
+            static_extensions: set(&[
+                "css", "js", "png", "jpg", "jpeg", "gif", "ico", "svg", "woff", "woff2", "ttf",
+                "eot", "webp", "avif", "map",
+            ]),
         }
     }
 }
 
 impl RouteTable {
-    pub fn classify(&self, method: &http::Method, path: &str, headers: &http::HeaderMap) -> RouteClass {
+    pub fn classify(
+        &self,
+        method: &http::Method,
+        path: &str,
+        headers: &http::HeaderMap,
+    ) -> RouteClass {
         if self.health_paths.contains(path) {
             return RouteClass::Health;
         }
@@ -102,10 +119,22 @@ mod tests {
         assert_eq!(t.classify(&Method::GET, "/v1/tools", &h), RouteClass::Api);
         assert_eq!(t.classify(&Method::HEAD, "/tools", &h), RouteClass::Api);
         assert_eq!(t.classify(&Method::GET, "/version", &h), RouteClass::Api);
-        assert_eq!(t.classify(&Method::GET, "/v1/tools/abc", &h), RouteClass::Bypass);
-        assert_eq!(t.classify(&Method::POST, "/v1/tools", &h), RouteClass::Bypass);
-        assert_eq!(t.classify(&Method::GET, "/openapi.json", &h), RouteClass::Schema);
-        assert_eq!(t.classify(&Method::GET, "/static/app.JS", &h), RouteClass::Static);
+        assert_eq!(
+            t.classify(&Method::GET, "/v1/tools/abc", &h),
+            RouteClass::Bypass
+        );
+        assert_eq!(
+            t.classify(&Method::POST, "/v1/tools", &h),
+            RouteClass::Bypass
+        );
+        assert_eq!(
+            t.classify(&Method::GET, "/openapi.json", &h),
+            RouteClass::Schema
+        );
+        assert_eq!(
+            t.classify(&Method::GET, "/static/app.JS", &h),
+            RouteClass::Static
+        );
         assert_eq!(t.classify(&Method::POST, "/rpc", &h), RouteClass::Bypass);
         assert_eq!(t.classify(&Method::GET, "/mcp", &h), RouteClass::Bypass);
     }
@@ -114,10 +143,19 @@ mod tests {
     fn streams_always_bypass() {
         let t = RouteTable::default();
         let mut h = HeaderMap::new();
-        h.insert(http::header::ACCEPT, HeaderValue::from_static("text/event-stream"));
-        assert_eq!(t.classify(&Method::GET, "/v1/tools", &h), RouteClass::Bypass);
+        h.insert(
+            http::header::ACCEPT,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        assert_eq!(
+            t.classify(&Method::GET, "/v1/tools", &h),
+            RouteClass::Bypass
+        );
         let mut h = HeaderMap::new();
         h.insert(http::header::UPGRADE, HeaderValue::from_static("WebSocket"));
-        assert_eq!(t.classify(&Method::GET, "/v1/tools", &h), RouteClass::Bypass);
+        assert_eq!(
+            t.classify(&Method::GET, "/v1/tools", &h),
+            RouteClass::Bypass
+        );
     }
 }

@@ -27,7 +27,11 @@ struct ChannelWatch(watch::Receiver<Stop>);
 impl ShutdownSignalWatch for ChannelWatch {
     async fn recv(&self) -> ShutdownSignal {
         let mut rx = self.0.clone();
-        let stop = rx.wait_for(|s| *s != Stop::Running).await.map(|s| *s).unwrap_or(Stop::Terminate);
+        let stop = rx
+            .wait_for(|s| *s != Stop::Running)
+            .await
+            .map(|s| *s)
+            .unwrap_or(Stop::Terminate);
         match stop {
             Stop::Upgrade => ShutdownSignal::GracefulUpgrade,
             _ => ShutdownSignal::GracefulTerminate,
@@ -51,7 +55,11 @@ pub struct EdgeOptions {
 
 impl EdgeHandle {
     /// Starts the edge on `addr` (port 0 picks a free one).
-    pub fn start<A: EdgeApp>(proxy: EdgeProxy<A>, addr: SocketAddr, options: EdgeOptions) -> std::io::Result<EdgeHandle> {
+    pub fn start<A: EdgeApp>(
+        proxy: EdgeProxy<A>,
+        addr: SocketAddr,
+        options: EdgeOptions,
+    ) -> std::io::Result<EdgeHandle> {
         let addr = if addr.port() == 0 {
             let probe = std::net::TcpListener::bind(addr)?;
             probe.local_addr()?
@@ -59,34 +67,40 @@ impl EdgeHandle {
             addr
         };
         let (tx, rx) = watch::channel(Stop::Running);
-        let mut conf = ServerConf::default();
-        conf.threads = options.threads.max(1);
-        conf.grace_period_seconds = Some(options.grace_period_seconds);
-        conf.graceful_shutdown_timeout_seconds = Some(options.grace_period_seconds.max(1));
-        conf.upgrade_sock = options.upgrade_sock.clone();
+        let conf = ServerConf {
+            threads: options.threads.max(1),
+            grace_period_seconds: Some(options.grace_period_seconds),
+            graceful_shutdown_timeout_seconds: Some(options.grace_period_seconds.max(1)),
+            upgrade_sock: options.upgrade_sock.clone(),
+            ..ServerConf::default()
+        };
         let opt = Opt {
             upgrade: options.upgrade,
             ..Opt::default()
         };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
         let listen = addr.to_string();
-        let thread = std::thread::Builder::new().name("mcpgate-edge".into()).spawn(move || {
-            let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
-            server.bootstrap();
-            let mut service = pingora_proxy::http_proxy_service(&server.configuration, proxy);
-            service.add_tcp(&listen);
-            server.add_service(service);
-            let _ = ready_tx.send(());
-            server.run(RunArgs {
-                shutdown_signal: Box::new(ChannelWatch(rx)),
-            });
-        })?;
+        let thread = std::thread::Builder::new()
+            .name("mcpgate-edge".into())
+            .spawn(move || {
+                let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+                server.bootstrap();
+                let mut service = pingora_proxy::http_proxy_service(&server.configuration, proxy);
+                service.add_tcp(&listen);
+                server.add_service(service);
+                let _ = ready_tx.send(());
+                server.run(RunArgs {
+                    shutdown_signal: Box::new(ChannelWatch(rx)),
+                });
+            })?;
         let _ = ready_rx.recv();
         // Wait until the listener accepts, so callers can use it at once.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while std::net::TcpStream::connect(addr).is_err() {
             if std::time::Instant::now() > deadline {
-                return Err(std::io::Error::other(format!("the edge did not listen on {addr}")));
+                return Err(std::io::Error::other(format!(
+                    "the edge did not listen on {addr}"
+                )));
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
