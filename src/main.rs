@@ -12,6 +12,7 @@ use mcpgate::auth::{Signer, resolve_secrets};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use mcpgate::config::Config;
+use mcpgate_proxy::Stop;
 
 #[derive(Parser)]
 #[command(name = "mcpgate", version, about = "A fast, trustworthy MCP gateway")]
@@ -30,7 +31,7 @@ struct ConfigArg {
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway.
-    Serve(ConfigArg),
+    Serve(ServeArgs),
     /// Apply database migrations and exit.
     Migrate(ConfigArg),
     /// Make tokens.
@@ -39,6 +40,16 @@ enum Command {
     /// Inspect configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Graceful binary upgrade: take the edge's listening socket over from
+    /// the running mcpgate (then send it SIGQUIT).
+    #[arg(long, short = 'u')]
+    upgrade: bool,
 }
 
 #[derive(Subcommand)]
@@ -78,7 +89,7 @@ fn load(arg: &ConfigArg) -> Result<Config, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(c) => serve(c),
+        Command::Serve(a) => serve(a),
         Command::Migrate(c) => migrate(c),
         Command::Token(TokenCommand::Create {
             username,
@@ -144,20 +155,23 @@ fn migrate(arg: ConfigArg) -> Result<(), String> {
     })
 }
 
-fn serve(arg: ConfigArg) -> Result<(), String> {
-    let config = load(&arg)?;
+fn serve(args: ServeArgs) -> Result<(), String> {
+    let config = load(&args.config)?;
     mcpgate::observability::init_logging(&config);
     runtime()?.block_on(async {
-        let mut running = mcpgate::server::start(config)
+        let mut running = mcpgate::server::start_with(config, args.upgrade)
             .await
             .map_err(|e| e.to_string())?;
-        let cfg = &running.state.config;
+        let cfg = running.state.config.clone();
         eprintln!(
             "mcpgate {} listening on http://{} ({} database)",
             env!("CARGO_PKG_VERSION"),
             running.addr,
             running.state.registry.store().backend().as_str()
         );
+        if let Some(edge) = running.edge_addr {
+            eprintln!("mcpgate edge listening on http://{edge}");
+        }
         if running.secrets.newly_generated {
             eprintln!(
                 "Generated secrets were stored in {}/.mcpgate-secrets.json (mode 0600).\n\
@@ -166,28 +180,103 @@ fn serve(arg: ConfigArg) -> Result<(), String> {
                 cfg.platform_admin_email
             );
         }
-        tokio::select! {
-            r = running.wait() => return r.map_err(|e| e.to_string()),
-            _ = shutdown_signal() => {}
-        }
-        eprintln!("mcpgate: shutting down");
-        running.stop().await.map_err(|e| e.to_string())
+        let path = args.config.config.clone();
+        let mut reload = reload_trigger(path.clone());
+        let how = loop {
+            tokio::select! {
+                r = running.wait() => return r.map_err(|e| e.to_string()),
+                how = shutdown_signal() => break how,
+                Some(()) = reload.recv() => reload_config(&running, path.as_deref()),
+            }
+        };
+        eprintln!(
+            "mcpgate: {}",
+            if how == Stop::Upgrade {
+                "handing over to the new process"
+            } else {
+                "shutting down"
+            }
+        );
+        running.stop_with(how).await.map_err(|e| e.to_string())
     })
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Fires on SIGHUP and when the config file changes (checked every 2 s).
+fn reload_trigger(path: Option<PathBuf>) -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                if tx.send(()).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    if let Some(path) = path {
+        tokio::spawn(async move {
+            let stamp = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+            let mut last = stamp(&path);
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                let now = stamp(&path);
+                if now != last {
+                    last = now;
+                    if tx.send(()).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+    rx
+}
+
+/// Applies a changed configuration's live values; a bad file keeps the old
+/// configuration.
+fn reload_config(running: &mcpgate::server::Running, path: Option<&std::path::Path>) {
+    match Config::load(path) {
+        Ok(new) => {
+            let restart = running.reload(&new);
+            tracing::warn!(needs_restart = ?restart, "configuration reloaded");
+            eprintln!("mcpgate: configuration reloaded");
+            if !restart.is_empty() {
+                eprintln!(
+                    "mcpgate: changed settings that apply only after a restart or a graceful upgrade (serve --upgrade, then SIGQUIT): {}",
+                    restart.join(", ")
+                );
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "configuration reload rejected; keeping the running configuration");
+            eprintln!("mcpgate: configuration reload rejected, keeping the old one: {e}");
+        }
+    }
+}
+
+/// SIGTERM or Ctrl-C stop; SIGQUIT hands the edge's socket to a new process.
+async fn shutdown_signal() -> Stop {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut quit = signal(SignalKind::quit()).expect("SIGQUIT handler");
         tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => Stop::Terminate,
+            _ = term.recv() => Stop::Terminate,
+            _ = quit.recv() => Stop::Upgrade,
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        let _ = tokio::signal::ctrl_c().await;
+        Stop::Terminate
     }
 }

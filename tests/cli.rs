@@ -298,3 +298,106 @@ fn serve_on_postgresql() {
     }
     psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Graceful binary upgrade: a new process started with `--upgrade` takes the
+/// edge's socket over when the old one gets SIGQUIT; no request fails.
+#[cfg(unix)]
+#[test]
+fn graceful_upgrade_hands_the_edge_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, edge) = (free_port(), free_port());
+    let sock = dir.path().join("upgrade.sock");
+    let start = |upgrade: bool| {
+        let mut c = mcpgate(dir.path());
+        c.arg("serve");
+        if upgrade {
+            c.arg("--upgrade");
+        }
+        c.env("PORT", port.to_string())
+            .env("EDGE_PORT", edge.to_string())
+            .env("EDGE_UPGRADE_SOCK", &sock)
+            .env("EDGE_GRACE_PERIOD", "1")
+            .env("LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let lines = |child: &mut Child| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        rx
+    };
+    let wait_for = |rx: &std::sync::mpsc::Receiver<String>, what: &str| loop {
+        let l = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no `{what}` line"));
+        if l.contains(what) {
+            break;
+        }
+    };
+    let mut old = start(false);
+    let old_lines = lines(&mut old);
+    wait_for(&old_lines, "edge listening");
+    let base = format!("http://127.0.0.1:{edge}");
+    assert_eq!(get(&base, "/health", None).0, 200);
+
+    let mut new = start(true);
+    let new_lines = lines(&mut new);
+    std::thread::sleep(Duration::from_millis(1500));
+    // Load through the swap.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        let base = base.clone();
+        std::thread::spawn(move || {
+            let mut codes = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                codes.push(get(&base, "/health", None).0);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            codes
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    Command::new("kill")
+        .args(["-QUIT", &old.id().to_string()])
+        .status()
+        .unwrap();
+    wait_for(&new_lines, "edge listening");
+    let status = old.wait().unwrap();
+    assert!(status.success(), "old process: {status}");
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let codes = load.join().unwrap();
+    assert!(codes.len() > 10, "{codes:?}");
+    assert!(
+        codes.iter().all(|c| *c == 200),
+        "a request failed during the upgrade: {codes:?}"
+    );
+    assert_eq!(
+        get(&base, "/health", None).0,
+        200,
+        "the new process serves the edge"
+    );
+    assert_eq!(
+        get(&format!("http://127.0.0.1:{port}"), "/health", None).0,
+        200,
+        "and the application"
+    );
+    let _ = new.kill();
+    let _ = new.wait();
+}
