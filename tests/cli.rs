@@ -401,3 +401,72 @@ fn graceful_upgrade_hands_the_edge_over() {
     let _ = new.kill();
     let _ = new.wait();
 }
+
+/// A change of the config file reloads the edge's limits live; a bad file is
+/// refused and the running configuration stays.
+#[test]
+fn config_file_change_reloads_limits_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("mcpgate.yaml");
+    std::fs::write(&cfg, "edge_rate_limit_rps: 1\nedge_rate_limit_burst: 0\n").unwrap();
+    let mut child = mcpgate(dir.path())
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .env("PORT", "0")
+        .env("EDGE_PORT", free_port().to_string())
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let edge = loop {
+        let l = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("edge banner");
+        if let Some(rest) = l.split("edge listening on ").nth(1) {
+            break rest.trim().to_owned();
+        }
+    };
+    let statuses = |n: usize| {
+        (0..n)
+            .map(|_| get(&edge, "/version", None).0)
+            .collect::<Vec<_>>()
+    };
+    assert!(statuses(3).contains(&429), "1 r/s without burst limits");
+    std::fs::write(
+        &cfg,
+        "edge_rate_limit_rps: 1\nedge_rate_limit_burst: 0\nbogus_key: 1\n",
+    )
+    .unwrap();
+    loop {
+        let l = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("reload is reported");
+        if l.contains("reload rejected") {
+            assert!(l.contains("bogus_key"), "{l}");
+            break;
+        }
+    }
+    std::fs::write(&cfg, "edge_rate_limit_rps: 0\n").unwrap();
+    loop {
+        let l = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("reload is reported");
+        if l.contains("configuration reloaded") {
+            break;
+        }
+    }
+    assert!(
+        statuses(10).iter().all(|s| *s == 200),
+        "the limit is gone without a restart"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -139,6 +139,16 @@ async fn answer(
         .await
 }
 
+/// A unique request id without a system call: a random per-process prefix
+/// and a counter.
+fn new_correlation_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: Lazy<String> =
+        Lazy::new(|| uuid::Uuid::new_v4().simple().to_string()[..16].to_owned());
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!("{}-{:x}", *PREFIX, NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
 fn cache_status(session: &Session) -> &'static str {
     match session.cache.phase().as_str() {
         "hit" => "HIT",
@@ -424,7 +434,7 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
             .map(str::to_owned)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            .unwrap_or_else(new_correlation_id);
         Ok(())
     }
 
