@@ -200,28 +200,9 @@ impl Default for Config {
             edge_cache_api_ttl: 300,
             edge_cache_schema_bytes: 256 << 20,
             edge_cache_schema_ttl: 86400,
-            edge_api_paths: [
-                "/v1/tools",
-                "/tools",
-                "/v1/servers",
-                "/servers",
-                "/v1/gateways",
-                "/gateways",
-                "/v1/resources",
-                "/resources",
-                "/v1/prompts",
-                "/prompts",
-                "/version",
-            ]
-            .map(String::from)
-            .to_vec(),
-            edge_schema_paths: vec!["/openapi.json".into(), "/docs".into()],
-            edge_static_extensions: [
-                "css", "js", "png", "jpg", "jpeg", "gif", "ico", "svg", "woff", "woff2", "ttf",
-                "eot", "webp", "avif", "map",
-            ]
-            .map(String::from)
-            .to_vec(),
+            edge_api_paths: sorted(mcpgate_proxy::RouteTable::default().api_paths),
+            edge_schema_paths: sorted(mcpgate_proxy::RouteTable::default().schema_paths),
+            edge_static_extensions: sorted(mcpgate_proxy::RouteTable::default().static_extensions),
             edge_upgrade_sock: "/tmp/mcpgate_upgrade.sock".into(),
             edge_grace_period: 5,
             compression_enabled: true,
@@ -231,6 +212,12 @@ impl Default for Config {
             compression_zstd_level: 3,
         }
     }
+}
+
+fn sorted(set: std::collections::HashSet<String>) -> Vec<String> {
+    let mut v: Vec<String> = set.into_iter().collect();
+    v.sort();
+    v
 }
 
 /// Settings whose value is a secret: masked when printed.

@@ -401,7 +401,7 @@ fn is_known_method(m: &str) -> bool {
     )
 }
 
-fn sse_headers(resp: &mut Response) {
+pub(crate) fn sse_headers(resp: &mut Response) {
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
