@@ -301,6 +301,7 @@ pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartE
             upgrade,
             upgrade_sock: state.config.edge_upgrade_sock.clone(),
             grace_period_seconds: state.config.edge_grace_period,
+            work_stealing: state.config.edge_work_stealing,
         };
         let handle =
             tokio::task::spawn_blocking(move || EdgeHandle::start(proxy, edge_addr, options))

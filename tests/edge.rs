@@ -18,6 +18,8 @@ fn edge_config(db: &Db) -> Config {
         edge_port: 0,
         edge_threads: 2,
         edge_grace_period: 0,
+        // Several edges start in this one process (see EdgeOptions).
+        edge_work_stealing: true,
         ..config_for(db)
     }
 }

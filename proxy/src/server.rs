@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use pingora_core::listeners::ListenerConfig;
+use pingora_core::protocols::l4::stream::L4BufferSettings;
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use tokio::sync::watch;
@@ -51,6 +53,11 @@ pub struct EdgeOptions {
     pub upgrade: bool,
     pub upgrade_sock: String,
     pub grace_period_seconds: u64,
+    /// false: one single-threaded runtime per thread (faster: requests never
+    /// hop threads). Pingora keeps those runtimes in a process-wide
+    /// thread-local table that a later edge in the same process can find
+    /// stale, so processes that start several edges (tests) use true.
+    pub work_stealing: bool,
 }
 
 impl EdgeHandle {
@@ -69,10 +76,7 @@ impl EdgeHandle {
         let (tx, rx) = watch::channel(Stop::Running);
         let conf = ServerConf {
             threads: options.threads.max(1),
-            // Pingora's no-steal runtimes measured ~10% faster for in-process
-            // calls but do not start when several edges share a process
-            // (tests); keep the default until that is understood.
-            work_stealing: true,
+            work_stealing: options.work_stealing,
             grace_period_seconds: Some(options.grace_period_seconds),
             graceful_shutdown_timeout_seconds: Some(options.grace_period_seconds.max(1)),
             upgrade_sock: options.upgrade_sock.clone(),
@@ -90,7 +94,10 @@ impl EdgeHandle {
                 let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
                 server.bootstrap();
                 let mut service = pingora_proxy::http_proxy_service(&server.configuration, proxy);
-                service.add_tcp(&listen);
+                // A write buffer as large as typical answers: the header and the
+                // body leave in one send instead of two.
+                let settings = L4BufferSettings::new(64 * 1024, 64 * 1024);
+                service.add_listener(ListenerConfig::tcp(listen.clone()).l4_buffer(settings));
                 server.add_service(service);
                 let _ = ready_tx.send(());
                 server.run(RunArgs {
