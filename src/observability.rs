@@ -90,18 +90,17 @@ impl Metrics {
 
 pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = req.method().as_str().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    // Both are reference-counted: no string is copied per request.
+    let method = req.method().clone();
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let resp = next.run(req).await;
     let m = &st.metrics;
     m.requests
-        .with_label_values(&[method.as_str(), route.as_str(), resp.status().as_str()])
+        .with_label_values(&[method.as_str(), route, resp.status().as_str()])
         .inc();
     m.latency
-        .with_label_values(&[route.as_str()])
+        .with_label_values(&[route])
         .observe(start.elapsed().as_secs_f64());
     resp
 }

@@ -12,7 +12,7 @@ use mcpgate_proxy::metrics::EdgeMetrics;
 use mcpgate_proxy::server::{EdgeOptions, Stop};
 use mcpgate_proxy::{EdgeConfig, EdgeHandle, EdgeProxy, Generations};
 
-use crate::api::{AppState, router};
+use crate::api::{AppInner, AppState, router};
 use crate::auth::{Auth, Secrets, SetupError, resolve_secrets};
 use crate::config::Config;
 use crate::crypto::Sealer;
@@ -188,7 +188,7 @@ pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartE
     };
     let edge_metrics = Arc::new(EdgeMetrics::default());
     let edge_config = Arc::new(ArcSwap::from_pointee(crate::edge::edge_config(&config)));
-    let state = AppState {
+    let state = AppState::new(AppInner {
         edge_zones: Arc::new(edge_zones.clone()),
         edge_metrics: edge_metrics.clone(),
         federation,
@@ -199,7 +199,7 @@ pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartE
         auth,
         metrics: Arc::new(Metrics::new()),
         started: Instant::now(),
-    };
+    });
     let addr = format!("{}:{}", state.config.host, state.config.port);
     let threads = match state.config.server_threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -29,8 +29,25 @@ use crate::observability::Metrics;
 use crate::registry::Registry;
 use error::ApiError;
 
+/// Shared by every handler. One `Arc`, so the per-request clones axum makes
+/// (one per layer and extractor) cost one reference count, not one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppInner>);
+
+impl AppState {
+    pub fn new(inner: AppInner) -> AppState {
+        AppState(Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+pub struct AppInner {
     pub config: Arc<Config>,
     pub registry: Arc<Registry>,
     pub auth: Arc<Auth>,

@@ -11,7 +11,7 @@ use super::Federation;
 use super::client::UpstreamError;
 use crate::registry::Registry;
 use crate::registry::model::{Gateway, Prompt, Resource, Tool};
-use crate::store::{Store, StoreError, Val};
+use crate::store::{Record, Store, StoreError, Tx, Val};
 use crate::util::{new_id, now, slugify};
 
 #[derive(Debug, Default)]
@@ -104,6 +104,29 @@ fn s(v: &Value, k: &str) -> Option<String> {
     v.get(k).and_then(Value::as_str).map(str::to_owned)
 }
 
+/// Inserts a newly discovered item, or updates one already known.
+async fn put<R: Record>(tx: &mut Tx<'_>, item: &R, known: bool) -> Result<(), StoreError> {
+    if known {
+        tx.update(item).await.map(|_| ())
+    } else {
+        tx.insert(item).await
+    }
+}
+
+/// Deletes the known items the upstream no longer offers.
+async fn drop_missing<R: Record>(
+    tx: &mut Tx<'_>,
+    known: &HashMap<String, R>,
+    seen: &[String],
+) -> Result<(), StoreError> {
+    for (key, item) in known {
+        if !seen.contains(key) {
+            tx.delete(R::TABLE, item.id()).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes what was discovered into the registry, in one transaction.
 pub async fn sync(store: &Store, gw: &Gateway, d: Discovered, sep: &str) -> Result<(), StoreError> {
     let ts = now();
@@ -165,18 +188,10 @@ pub async fn sync(store: &Store, gw: &Gateway, d: Discovered, sep: &str) -> Resu
             created_at: existing.map_or_else(|| ts.clone(), |e| e.created_at.clone()),
             updated_at: ts.clone(),
         };
-        if existing.is_some() {
-            tx.update(&tool).await?;
-        } else {
-            tx.insert(&tool).await?;
-        }
+        put(&mut tx, &tool, existing.is_some()).await?;
         seen.push(original);
     }
-    for (name, t) in &old_tools {
-        if !seen.contains(name) {
-            tx.delete("tools", &t.id).await?;
-        }
-    }
+    drop_missing(&mut tx, &old_tools, &seen).await?;
 
     let mut seen = Vec::new();
     let entries = d.resources.iter().map(|r| (r, s(r, "uri"), None)).chain(
@@ -208,18 +223,10 @@ pub async fn sync(store: &Store, gw: &Gateway, d: Discovered, sep: &str) -> Resu
             created_at: existing.map_or_else(|| ts.clone(), |e| e.created_at.clone()),
             updated_at: ts.clone(),
         };
-        if existing.is_some() {
-            tx.update(&res).await?;
-        } else {
-            tx.insert(&res).await?;
-        }
+        put(&mut tx, &res, existing.is_some()).await?;
         seen.push(uri);
     }
-    for (uri, r) in &old_res {
-        if !seen.contains(uri) {
-            tx.delete("resources", &r.id).await?;
-        }
-    }
+    drop_missing(&mut tx, &old_res, &seen).await?;
 
     let mut seen = Vec::new();
     for p in &d.prompts {
@@ -243,18 +250,10 @@ pub async fn sync(store: &Store, gw: &Gateway, d: Discovered, sep: &str) -> Resu
             created_at: existing.map_or_else(|| ts.clone(), |e| e.created_at.clone()),
             updated_at: ts.clone(),
         };
-        if existing.is_some() {
-            tx.update(&prompt).await?;
-        } else {
-            tx.insert(&prompt).await?;
-        }
+        put(&mut tx, &prompt, existing.is_some()).await?;
         seen.push(original);
     }
-    for (name, p) in &old_prompts {
-        if !seen.contains(name) {
-            tx.delete("prompts", &p.id).await?;
-        }
-    }
+    drop_missing(&mut tx, &old_prompts, &seen).await?;
     tx.execute(
         "UPDATE gateways SET capabilities = $1, last_seen = $2, reachable = 1, last_error = NULL WHERE id = $3",
         vec![d.capabilities.to_string().into(), ts.into(), Val::from(gw.id.as_str())],

@@ -201,25 +201,20 @@ impl Federation {
     /// when it died.
     pub async fn shared(&self, gw: &Gateway) -> Result<Arc<Upstream>, UpstreamError> {
         let slot = self.slot(&gw.id);
-        let usable = |u: &Arc<Upstream>| u.is_alive() && u.spec.url == gw.url;
-        if let Some(u) = slot
-            .current
-            .read()
-            .expect("lock")
-            .as_ref()
-            .filter(|u| usable(u))
-        {
-            return Ok(u.clone());
+        let usable = || {
+            let current = slot.current.read().expect("lock");
+            current
+                .as_ref()
+                .filter(|u| u.is_alive() && u.spec.url == gw.url)
+                .cloned()
+        };
+        if let Some(u) = usable() {
+            return Ok(u);
         }
         let _connecting = slot.connecting.lock().await;
-        if let Some(u) = slot
-            .current
-            .read()
-            .expect("lock")
-            .as_ref()
-            .filter(|u| usable(u))
-        {
-            return Ok(u.clone());
+        // Another call may have reconnected while this one waited.
+        if let Some(u) = usable() {
+            return Ok(u);
         }
         let u = self.connect(gw, json!({}), true).await?;
         *slot.current.write().expect("lock") = Some(u.clone());

@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::dispatch::{Ctx, Dispatcher, McpHandler};
-use super::http::Endpoint;
+use super::http::{Endpoint, http_error, owner_of};
 use super::jsonrpc;
 use super::protocol;
 use super::session::{OutTx, Outbound, Peer, Session};
@@ -73,18 +73,6 @@ impl<H: McpHandler> Drop for SessionGuard<H> {
     }
 }
 
-fn owner_of(p: Option<&Principal>) -> String {
-    p.map_or_else(|| "anonymous".to_owned(), Principal::scope_key)
-}
-
-fn forbidden(m: String) -> Response {
-    (
-        StatusCode::FORBIDDEN,
-        axum::Json(serde_json::json!({"error": "Forbidden", "message": m})),
-    )
-        .into_response()
-}
-
 /// `GET /sse`: opens a legacy session; the first event names the URL to POST
 /// messages to.
 pub async fn sse_open<H: McpHandler>(
@@ -95,7 +83,7 @@ pub async fn sse_open<H: McpHandler>(
     message_path: &str,
 ) -> Response {
     if let Err(m) = ep.guard.check(headers) {
-        return forbidden(m);
+        return http_error(StatusCode::FORBIDDEN, m);
     }
     if let Err(e) = ep
         .dispatcher
@@ -163,7 +151,7 @@ pub async fn sse_message<H: McpHandler>(
     body: Bytes,
 ) -> Response {
     if let Err(m) = ep.guard.check(headers) {
-        return forbidden(m);
+        return http_error(StatusCode::FORBIDDEN, m);
     }
     let Some(sid) = session_id else {
         return (

@@ -135,7 +135,7 @@ impl<H: McpHandler> Dispatcher<H> {
                 if let Some(v) = ctx.meta.get(protocol::META_VERSION).and_then(Value::as_str) {
                     ctx.protocol_version = v.to_owned();
                 } else if let Some(s) = &ctx.session {
-                    ctx.protocol_version = s.state().protocol_version;
+                    ctx.protocol_version = s.protocol_version();
                 }
                 if let Some(s) = &ctx.session {
                     s.touch();

@@ -116,11 +116,11 @@ pub struct Endpoint<H: McpHandler> {
     pub stateful: bool,
 }
 
-fn owner_of(p: Option<&Principal>) -> String {
+pub(crate) fn owner_of(p: Option<&Principal>) -> String {
     p.map_or_else(|| "anonymous".to_owned(), Principal::scope_key)
 }
 
-fn http_error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn http_error(status: StatusCode, message: impl Into<String>) -> Response {
     let message = message.into();
     (
         status,

@@ -95,6 +95,15 @@ impl Session {
         self.state.lock().expect("session lock").clone()
     }
 
+    /// The negotiated version, without copying the rest of the state.
+    pub fn protocol_version(&self) -> String {
+        self.state
+            .lock()
+            .expect("session lock")
+            .protocol_version
+            .clone()
+    }
+
     pub fn update(&self, f: impl FnOnce(&mut SessionState)) {
         f(&mut self.state.lock().expect("session lock"));
     }
@@ -356,13 +365,6 @@ impl Peer {
         };
         session.forget_response(&id);
         r
-    }
-
-    pub fn client_capabilities(&self) -> Value {
-        self.session
-            .as_ref()
-            .map(|s| s.state().client_capabilities)
-            .unwrap_or_else(|| json!({}))
     }
 }
 
