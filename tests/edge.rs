@@ -18,8 +18,6 @@ fn edge_config(db: &Db) -> Config {
         edge_port: 0,
         edge_threads: 2,
         edge_grace_period: 0,
-        // Several edges start in this one process (see EdgeOptions).
-        edge_work_stealing: true,
         ..config_for(db)
     }
 }
@@ -140,7 +138,12 @@ async fn miss_hit_and_writes_invalidate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cached_bodies_never_cross_users_or_teams() {
     let db = Db::new(Backend::Sqlite).await;
-    let e = Edge::start(edge_config(&db)).await;
+    // Pingora's own listening service (EDGE_WORK_STEALING) serves the same way.
+    let e = Edge::start(Config {
+        edge_work_stealing: true,
+        ..edge_config(&db)
+    })
+    .await;
     let alice = e.gw.token("alice@example.com");
     let bob = e.gw.token("bob@example.com");
     let (_, team) =

@@ -3,8 +3,11 @@
 //!
 //! A zone is a named, bounded in-memory cache with its own byte budget,
 //! default TTL, LRU eviction (pingora's sharded LRU manager, weighted by body
-//! bytes) and counters. Entries are stored finished (the body as one `Bytes`,
-//! the response header kept parsed), so a hit costs no parsing and no copy.
+//! bytes) and counters. Finished entries hold the body as one `Bytes` and the
+//! response header parsed, so a hit costs no parsing and no copy. A fill in
+//! progress is readable while it is written (streaming partial writes): the
+//! requests that were waiting on the cache lock stream the chunks stored so
+//! far instead of waiting for the whole object.
 //! A [`Generation`] embedded in cache keys makes a whole collection or zone
 //! unservable at once, without walking the zone.
 
@@ -119,6 +122,43 @@ pub struct ZoneSnapshot {
 const SHARDS: usize = 16;
 const LRU_SHARDS: usize = 16;
 
+/// What readers of a fill in progress can rely on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    Writing,
+    Done,
+    Failed,
+}
+
+/// A fill in progress: its chunks so far, shared with the readers that
+/// joined it. A chunk is pushed before the progress changes, so a reader
+/// that saw a progress finds at least the chunks it implies.
+struct Partial {
+    id: u64,
+    /// The response head (its body stays empty).
+    head: Entry,
+    chunks: RwLock<Vec<Bytes>>,
+    progress: tokio::sync::watch::Sender<Progress>,
+}
+
+impl Partial {
+    fn reader(self: &Arc<Self>) -> (CacheMeta, HitHandler) {
+        let hit = PartialHit {
+            progress: self.progress.subscribe(),
+            partial: self.clone(),
+            next: 0,
+        };
+        (self.head.meta(), Box::new(hit))
+    }
+}
+
+/// One shard of a zone: finished entries and fills in progress.
+#[derive(Default)]
+struct Shard {
+    done: HashMap<HashBinary, Arc<Entry>>,
+    filling: HashMap<HashBinary, Vec<Arc<Partial>>>,
+}
+
 /// The stored response: header parsed once, body frozen.
 struct Entry {
     fresh_until: SystemTime,
@@ -147,8 +187,9 @@ pub struct Zone {
     budget: AtomicUsize,
     /// Largest single object; bigger responses are not stored.
     max_object: AtomicUsize,
-    shards: Vec<RwLock<HashMap<HashBinary, Arc<Entry>>>>,
+    shards: Vec<RwLock<Shard>>,
     lru: lru::Manager<LRU_SHARDS>,
+    next_fill: AtomicU64,
     pub stats: ZoneStats,
     pub generation: Generation,
 }
@@ -171,8 +212,9 @@ impl Zone {
             default_ttl: RwLock::new(spec.default_ttl),
             budget: AtomicUsize::new(budget),
             max_object: AtomicUsize::new((budget / 8).max(1)),
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
             lru: lru::Manager::with_capacity(budget, 1024),
+            next_fill: AtomicU64::new(1),
             stats: ZoneStats::default(),
             generation: Generation::default(),
         }))
@@ -193,8 +235,13 @@ impl Zone {
         *self.default_ttl.write() = spec.default_ttl;
     }
 
-    fn shard(&self, hash: &HashBinary) -> &RwLock<HashMap<HashBinary, Arc<Entry>>> {
+    fn shard(&self, hash: &HashBinary) -> &RwLock<Shard> {
         &self.shards[hash[0] as usize % SHARDS]
+    }
+
+    /// The largest object the zone stores; larger responses pass uncached.
+    pub fn max_object_bytes(&self) -> usize {
+        self.max_object.load(Ordering::Relaxed)
     }
 
     /// Drops every entry and bumps the zone generation.
@@ -203,8 +250,9 @@ impl Zone {
         let mut n = 0;
         for s in &self.shards {
             let mut s = s.write();
-            n += s.len();
-            s.clear();
+            n += s.done.len();
+            s.done.clear();
+            s.filling.clear();
         }
         self.stats.purges.fetch_add(n as u64, Ordering::Relaxed);
         n
@@ -221,9 +269,15 @@ impl Zone {
             bytes: self
                 .shards
                 .iter()
-                .map(|s| s.read().values().map(|e| e.body.len() as u64).sum::<u64>())
+                .map(|s| {
+                    s.read()
+                        .done
+                        .values()
+                        .map(|e| e.body.len() as u64)
+                        .sum::<u64>()
+                })
                 .sum(),
-            entries: self.shards.iter().map(|s| s.read().len() as u64).sum(),
+            entries: self.shards.iter().map(|s| s.read().done.len() as u64).sum(),
             budget: self.budget.load(Ordering::Relaxed) as u64,
         }
     }
@@ -266,36 +320,153 @@ impl HandleHit for Hit {
     }
 }
 
+/// A reader of a fill in progress.
+struct PartialHit {
+    partial: Arc<Partial>,
+    progress: tokio::sync::watch::Receiver<Progress>,
+    next: usize,
+}
+
+#[async_trait]
+impl HandleHit for PartialHit {
+    async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        loop {
+            // Progress first, chunks second: see `Partial`.
+            let progress = *self.progress.borrow_and_update();
+            if let Some(chunk) = self.partial.chunks.read().get(self.next) {
+                self.next += 1;
+                return Ok(Some(chunk.clone()));
+            }
+            match progress {
+                Progress::Done => return Ok(None),
+                Progress::Failed => {
+                    return Error::e_explain(
+                        ErrorType::InternalError,
+                        "the cache fill this response was read from failed",
+                    );
+                }
+                Progress::Writing => {
+                    if self.progress.changed().await.is_err() {
+                        return Error::e_explain(
+                            ErrorType::InternalError,
+                            "the cache fill this response was read from was dropped",
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    async fn finish(
+        self: Box<Self>,
+        _storage: &'static (dyn Storage + Sync),
+        _key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    fn should_count_access(&self) -> bool {
+        // The writer admits the object once it is finished.
+        false
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
+        self
+    }
+}
+
 struct Miss {
     zone: &'static Zone,
     hash: HashBinary,
-    entry: Option<Entry>,
-    body: BytesMut,
+    partial: Arc<Partial>,
+    tag: [u8; 8],
+    size: usize,
+    finished: bool,
+}
+
+impl Miss {
+    /// Takes the fill off the readable fills (finished or abandoned).
+    fn retire(&self, shard: &mut Shard) {
+        if let Some(fills) = shard.filling.get_mut(&self.hash) {
+            fills.retain(|p| p.id != self.partial.id);
+            if fills.is_empty() {
+                shard.filling.remove(&self.hash);
+            }
+        }
+    }
 }
 
 #[async_trait]
 impl HandleMiss for Miss {
     async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
-        if self.body.len() + data.len() > self.zone.max_object.load(Ordering::Relaxed) {
+        if self.size + data.len() > self.zone.max_object_bytes() {
             return Error::e_explain(
                 ErrorType::InternalError,
                 "object larger than the zone's object limit",
             );
         }
-        self.body.extend_from_slice(&data);
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.size += data.len();
+        self.partial.chunks.write().push(data);
+        self.partial.progress.send_replace(Progress::Writing);
         Ok(())
     }
 
     async fn finish(mut self: Box<Self>) -> Result<MissFinishType> {
-        let mut entry = self.entry.take().expect("finish runs once");
-        entry.body = std::mem::take(&mut self.body).freeze();
-        let size = entry.body.len();
-        self.zone
-            .shard(&self.hash)
-            .write()
-            .insert(self.hash, Arc::new(entry));
+        let body = {
+            let chunks = self.partial.chunks.read();
+            match chunks.len() {
+                0 => Bytes::new(),
+                1 => chunks[0].clone(),
+                _ => {
+                    let mut all = BytesMut::with_capacity(self.size);
+                    for c in chunks.iter() {
+                        all.extend_from_slice(c);
+                    }
+                    all.freeze()
+                }
+            }
+        };
+        let h = &self.partial.head;
+        let entry = Entry {
+            fresh_until: h.fresh_until,
+            created: h.created,
+            stale_while_revalidate: h.stale_while_revalidate,
+            stale_if_error: h.stale_if_error,
+            header: h.header.clone(),
+            body,
+        };
+        {
+            let mut shard = self.zone.shard(&self.hash).write();
+            shard.done.insert(self.hash, Arc::new(entry));
+            self.retire(&mut shard);
+        }
+        self.finished = true;
+        self.partial.progress.send_replace(Progress::Done);
         self.zone.stats.stores.fetch_add(1, Ordering::Relaxed);
-        Ok(MissFinishType::Created(size))
+        Ok(MissFinishType::Created(self.size))
+    }
+
+    fn streaming_write_tag(&self) -> Option<&[u8]> {
+        Some(&self.tag)
+    }
+}
+
+impl Drop for Miss {
+    /// A fill dropped before `finish` failed: its readers get an error
+    /// rather than a silently short body, and nothing is stored.
+    fn drop(&mut self) {
+        if !self.finished {
+            self.retire(&mut self.zone.shard(&self.hash).write());
+            self.partial.progress.send_replace(Progress::Failed);
+        }
     }
 }
 
@@ -307,7 +478,15 @@ impl Storage for Zone {
         _trace: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
         let hash = key.combined_bin();
-        let found = self.shard(&hash).read().get(&hash).cloned();
+        let found = {
+            let shard = self.shard(&hash).read();
+            // A fill in progress is newer than a stored (expired) entry.
+            if let Some(p) = shard.filling.get(&hash).and_then(|f| f.last()) {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(Some(p.reader()));
+            }
+            shard.done.get(&hash).cloned()
+        };
         match found {
             Some(e) => {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
@@ -324,24 +503,64 @@ impl Storage for Zone {
         }
     }
 
+    async fn lookup_streaming_write(
+        &'static self,
+        key: &CacheKey,
+        streaming_write_tag: Option<&[u8]>,
+        trace: &SpanHandle,
+    ) -> Result<Option<(CacheMeta, HitHandler)>> {
+        let Some(tag) = streaming_write_tag else {
+            return self.lookup(key, trace).await;
+        };
+        let Ok(tag) = <[u8; 8]>::try_from(tag) else {
+            return Error::e_explain(ErrorType::InternalError, "foreign streaming write tag");
+        };
+        let id = u64::from_be_bytes(tag);
+        let hash = key.combined_bin();
+        let shard = self.shard(&hash).read();
+        // Only this fill's own body, never another writer's.
+        Ok(shard
+            .filling
+            .get(&hash)
+            .and_then(|f| f.iter().find(|p| p.id == id))
+            .map(|p| p.reader()))
+    }
+
     async fn get_miss_handler(
         &'static self,
         key: &CacheKey,
         meta: &CacheMeta,
         _trace: &SpanHandle,
     ) -> Result<MissHandler> {
-        Ok(Box::new(Miss {
-            zone: self,
-            hash: key.combined_bin(),
-            entry: Some(Entry {
+        let id = self.next_fill.fetch_add(1, Ordering::Relaxed);
+        let (progress, _) = tokio::sync::watch::channel(Progress::Writing);
+        let partial = Arc::new(Partial {
+            id,
+            head: Entry {
                 fresh_until: meta.fresh_until(),
                 created: meta.created(),
                 stale_while_revalidate: meta.stale_while_revalidate_sec(),
                 stale_if_error: meta.stale_if_error_sec(),
                 header: meta.response_header().clone(),
                 body: Bytes::new(),
-            }),
-            body: BytesMut::new(),
+            },
+            chunks: RwLock::new(Vec::new()),
+            progress,
+        });
+        let hash = key.combined_bin();
+        self.shard(&hash)
+            .write()
+            .filling
+            .entry(hash)
+            .or_default()
+            .push(partial.clone());
+        Ok(Box::new(Miss {
+            zone: self,
+            hash,
+            partial,
+            tag: id.to_be_bytes(),
+            size: 0,
+            finished: false,
         }))
     }
 
@@ -355,7 +574,12 @@ impl Storage for Zone {
             return Ok(PurgeOutcome::NotFound);
         }
         let hash = target.key().combined_bin();
-        let removed = self.shard(&hash).write().remove(&hash).is_some();
+        let removed = {
+            let mut shard = self.shard(&hash).write();
+            // Readers that already joined a fill finish it; new ones do not.
+            shard.filling.remove(&hash);
+            shard.done.remove(&hash).is_some()
+        };
         if !removed {
             return Ok(PurgeOutcome::NotFound);
         }
@@ -374,10 +598,10 @@ impl Storage for Zone {
     ) -> Result<bool> {
         let hash = key.combined_bin();
         let mut shard = self.shard(&hash).write();
-        let Some(old) = shard.get(&hash).cloned() else {
+        let Some(old) = shard.done.get(&hash).cloned() else {
             return Ok(false);
         };
-        shard.insert(
+        shard.done.insert(
             hash,
             Arc::new(Entry {
                 fresh_until: meta.fresh_until(),
@@ -389,6 +613,10 @@ impl Storage for Zone {
             }),
         );
         Ok(true)
+    }
+
+    fn support_streaming_partial_write(&self) -> bool {
+        true
     }
 
     fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
@@ -559,6 +787,101 @@ mod tests {
                 )
                 .await
                 .unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn readers_join_a_fill_in_progress() {
+        let zone = Zone::leak(&ZoneSpec::new("p", 1 << 20, Duration::from_secs(60)));
+        let key = CacheKey::new("slow", "");
+        let span = Span::inactive().handle();
+        let mut miss = zone.get_miss_handler(&key, &meta(60), &span).await.unwrap();
+        miss.write_body(Bytes::from_static(b"one;"), false)
+            .await
+            .unwrap();
+        let (_, mut reader) = zone
+            .lookup(&key, &span)
+            .await
+            .unwrap()
+            .expect("partial hit");
+        let (_, mut own) = zone
+            .lookup_streaming_write(&key, miss.streaming_write_tag(), &span)
+            .await
+            .unwrap()
+            .expect("the writer finds its own fill");
+        assert_eq!(&reader.read_body().await.unwrap().unwrap()[..], b"one;");
+        assert_eq!(&own.read_body().await.unwrap().unwrap()[..], b"one;");
+        // The next read waits for the writer.
+        let pending = tokio::spawn(async move {
+            let next = reader.read_body().await.unwrap();
+            (next, reader.read_body().await.unwrap())
+        });
+        tokio::task::yield_now().await;
+        assert!(!pending.is_finished());
+        miss.write_body(Bytes::from_static(b"two"), true)
+            .await
+            .unwrap();
+        assert!(matches!(
+            miss.finish().await.unwrap(),
+            MissFinishType::Created(7)
+        ));
+        let (next, end) = pending.await.unwrap();
+        assert_eq!(&next.unwrap()[..], b"two");
+        assert!(end.is_none());
+        // The finished entry is one body, and no fill is left behind.
+        let (_, mut hit) = zone.lookup(&key, &span).await.unwrap().unwrap();
+        assert_eq!(&hit.read_body().await.unwrap().unwrap()[..], b"one;two");
+        assert!(zone.shard(&key.combined_bin()).read().filling.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_fill_fails_its_readers_and_stores_nothing() {
+        let zone = Zone::leak(&ZoneSpec::new("a", 1 << 20, Duration::from_secs(60)));
+        let key = CacheKey::new("dies", "");
+        let span = Span::inactive().handle();
+        let mut miss = zone.get_miss_handler(&key, &meta(60), &span).await.unwrap();
+        miss.write_body(Bytes::from_static(b"half"), false)
+            .await
+            .unwrap();
+        let (_, mut reader) = zone.lookup(&key, &span).await.unwrap().unwrap();
+        assert_eq!(&reader.read_body().await.unwrap().unwrap()[..], b"half");
+        drop(miss);
+        assert!(reader.read_body().await.is_err());
+        assert!(zone.lookup(&key, &span).await.unwrap().is_none());
+        assert_eq!(zone.snapshot().stores, 0);
+    }
+
+    #[tokio::test]
+    async fn a_writer_never_reads_another_writers_fill() {
+        let zone = Zone::leak(&ZoneSpec::new("w", 1 << 20, Duration::from_secs(60)));
+        let key = CacheKey::new("k", "");
+        let span = Span::inactive().handle();
+        let mut first = zone.get_miss_handler(&key, &meta(60), &span).await.unwrap();
+        let mut second = zone.get_miss_handler(&key, &meta(60), &span).await.unwrap();
+        first
+            .write_body(Bytes::from_static(b"first"), false)
+            .await
+            .unwrap();
+        second
+            .write_body(Bytes::from_static(b"second"), false)
+            .await
+            .unwrap();
+        let (_, mut own) = zone
+            .lookup_streaming_write(&key, first.streaming_write_tag(), &span)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&own.read_body().await.unwrap().unwrap()[..], b"first");
+        assert!(
+            zone.lookup_streaming_write(&key, Some(&[0u8; 8]), &span)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            zone.lookup_streaming_write(&key, Some(b"bad"), &span)
+                .await
+                .is_err()
         );
     }
 }

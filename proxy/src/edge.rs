@@ -13,7 +13,9 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use once_cell::sync::Lazy;
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
-use pingora_cache::{CacheKey, CacheMeta, NoCacheReason, RespCacheable};
+use pingora_cache::{
+    CacheKey, CacheMeta, ForcedFreshness, HitHandler, NoCacheReason, RespCacheable,
+};
 use pingora_core::modules::http::HttpModules;
 use pingora_core::modules::http::compression::{ResponseCompression, ResponseCompressionBuilder};
 use pingora_core::protocols::http::compression::Algorithm;
@@ -43,6 +45,9 @@ pub struct Ctx {
     correlation_id: String,
     scope: Option<String>,
     zone: Option<&'static Zone>,
+    /// The lookup found an expired entry (nginx's EXPIRED when the refresh
+    /// answer is not stored).
+    found_expired: bool,
     status: u16,
     _conn: Option<ConnGuard>,
     config: Arc<EdgeConfig>,
@@ -400,6 +405,7 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
             correlation_id: String::new(),
             scope: None,
             zone: None,
+            found_expired: false,
             status: 0,
             _conn: None,
             config: self.config.load_full(),
@@ -570,6 +576,11 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
                 Some(CACHE_LOCK.as_ref()),
                 None,
             );
+            // Larger answers pass through uncached instead of failing the
+            // fill halfway.
+            session
+                .cache
+                .set_max_file_size_bytes(zone.max_object_bytes());
         }
         Ok(())
     }
@@ -688,6 +699,18 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
         )))
     }
 
+    async fn cache_hit_filter(
+        &self,
+        _session: &mut Session,
+        _meta: &CacheMeta,
+        _hit_handler: &mut HitHandler,
+        is_fresh: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<ForcedFreshness>> {
+        ctx.found_expired = !is_fresh;
+        Ok(None)
+    }
+
     fn should_serve_stale(
         &self,
         _session: &mut Session,
@@ -706,10 +729,10 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let status = if ctx.zone.is_some() {
-            cache_status(session)
-        } else {
-            "BYPASS"
+        let status = match (ctx.zone.is_some(), cache_status(session)) {
+            (false, _) => "BYPASS",
+            (true, "BYPASS") if ctx.found_expired => "EXPIRED",
+            (true, status) => status,
         };
         if let Some(z) = ctx.zone {
             self.metrics

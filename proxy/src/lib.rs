@@ -12,6 +12,7 @@ pub mod edge;
 pub mod encoding;
 pub mod limits;
 pub mod metrics;
+mod percore;
 pub mod routes;
 pub mod server;
 

@@ -13,6 +13,11 @@ use tokio::sync::watch;
 
 use crate::app::EdgeApp;
 use crate::edge::EdgeProxy;
+use crate::percore::PerCoreService;
+
+/// A write buffer as large as typical answers: the header and the body
+/// leave in one send instead of two.
+const WRITE_BUFFER: usize = 64 * 1024;
 
 /// What stops the edge: a graceful stop, or a graceful upgrade (listening
 /// sockets handed to a new process started with `--upgrade`).
@@ -53,10 +58,9 @@ pub struct EdgeOptions {
     pub upgrade: bool,
     pub upgrade_sock: String,
     pub grace_period_seconds: u64,
-    /// false: one single-threaded runtime per thread (faster: requests never
-    /// hop threads). Pingora keeps those runtimes in a process-wide
-    /// thread-local table that a later edge in the same process can find
-    /// stale, so processes that start several edges (tests) use true.
+    /// false (default): each edge thread accepts and serves its own
+    /// connections on its own single-threaded runtime. true: Pingora's
+    /// listening service on one work-stealing pool.
     pub work_stealing: bool,
 }
 
@@ -76,7 +80,9 @@ impl EdgeHandle {
         let (tx, rx) = watch::channel(Stop::Running);
         let conf = ServerConf {
             threads: options.threads.max(1),
-            work_stealing: options.work_stealing,
+            // Pingora's own pools: the stock listener, or the per-core
+            // service's coordinator (which only waits for its threads).
+            work_stealing: true,
             grace_period_seconds: Some(options.grace_period_seconds),
             graceful_shutdown_timeout_seconds: Some(options.grace_period_seconds.max(1)),
             upgrade_sock: options.upgrade_sock.clone(),
@@ -86,25 +92,42 @@ impl EdgeHandle {
             upgrade: options.upgrade,
             ..Opt::default()
         };
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<SocketAddr>>();
         let listen = addr.to_string();
+        let work_stealing = options.work_stealing;
+        let threads = options.threads.max(1);
+        let grace = std::time::Duration::from_secs(options.grace_period_seconds);
         let thread = std::thread::Builder::new()
             .name("mcpgate-edge".into())
             .spawn(move || {
                 let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
                 server.bootstrap();
-                let mut service = pingora_proxy::http_proxy_service(&server.configuration, proxy);
-                // A write buffer as large as typical answers: the header and the
-                // body leave in one send instead of two.
-                let settings = L4BufferSettings::new(64 * 1024, 64 * 1024);
-                service.add_listener(ListenerConfig::tcp(listen.clone()).l4_buffer(settings));
-                server.add_service(service);
-                let _ = ready_tx.send(());
+                if work_stealing {
+                    let mut service =
+                        pingora_proxy::http_proxy_service(&server.configuration, proxy);
+                    let settings = L4BufferSettings::new(WRITE_BUFFER, WRITE_BUFFER);
+                    service.add_listener(ListenerConfig::tcp(listen.clone()).l4_buffer(settings));
+                    server.add_service(service);
+                    let _ = ready_tx.send(Ok(addr));
+                } else {
+                    let app = pingora_proxy::http_proxy(&server.configuration, proxy);
+                    server.add_service(PerCoreService {
+                        app: Some(Arc::new(app)),
+                        addr: listen.clone(),
+                        threads,
+                        write_buffer: WRITE_BUFFER,
+                        grace,
+                        ready: Some(ready_tx),
+                    });
+                }
                 server.run(RunArgs {
                     shutdown_signal: Box::new(ChannelWatch(rx)),
                 });
             })?;
-        let _ = ready_rx.recv();
+        let bound = ready_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .map_err(|_| std::io::Error::other(format!("the edge did not start on {addr}")))??;
+        let addr = SocketAddr::new(addr.ip(), bound.port());
         // Wait until the listener accepts, so callers can use it at once.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while std::net::TcpStream::connect(addr).is_err() {

@@ -1,0 +1,257 @@
+//! The edge in front of an origin the test controls, over real sockets: an
+//! origin that starts failing (stale-if-error) and one that holds its body
+//! back halfway (streaming partial writes to concurrent readers).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::BodyExt;
+use mcpgate_cache_zones::{Zone, ZoneSpec};
+use mcpgate_proxy::edge::EdgeProxy;
+use mcpgate_proxy::metrics::EdgeMetrics;
+use mcpgate_proxy::server::EdgeOptions;
+use mcpgate_proxy::{BoxFuture, EdgeApp, EdgeBody, EdgeConfig, EdgeHandle, Generations, Rejection};
+use tokio::sync::Notify;
+use tower::ServiceExt;
+
+#[derive(Default)]
+struct OriginState {
+    tools_calls: AtomicUsize,
+    slow_calls: AtomicUsize,
+    failing: AtomicBool,
+    /// Lets the slow route send the rest of its body.
+    release: Notify,
+}
+
+type Shared = Arc<OriginState>;
+
+async fn tools(State(s): State<Shared>) -> Response {
+    let n = s.tools_calls.fetch_add(1, Ordering::SeqCst) + 1;
+    if s.failing.load(Ordering::SeqCst) {
+        return (http::StatusCode::INTERNAL_SERVER_ERROR, "origin down").into_response();
+    }
+    (
+        [
+            ("content-type", "application/json"),
+            ("cache-control", "max-age=1"),
+        ],
+        format!("{{\"fill\":{n}}}"),
+    )
+        .into_response()
+}
+
+async fn slow(State(s): State<Shared>) -> Response {
+    s.slow_calls.fetch_add(1, Ordering::SeqCst);
+    let first =
+        futures_util::stream::once(async { Ok::<_, std::io::Error>(Bytes::from("first-part;")) });
+    let rest = futures_util::stream::once(async move {
+        s.release.notified().await;
+        Ok::<_, std::io::Error>(Bytes::from("second-part"))
+    });
+    (
+        [("content-type", "application/javascript")],
+        Body::from_stream(first.chain(rest)),
+    )
+        .into_response()
+}
+
+fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/v1/tools", get(tools))
+        .route("/assets/slow.js", get(slow))
+        .with_state(state)
+}
+
+/// The application behind the edge: the origin's router, called in-process
+/// for bypass requests, and its listener for cache fills.
+struct TestApp {
+    router: Router,
+    addr: SocketAddr,
+}
+
+impl EdgeApp for TestApp {
+    fn authenticate(&self, _auth: Option<String>) -> BoxFuture<'_, Result<String, Rejection>> {
+        Box::pin(async { Ok("user:test".to_owned()) })
+    }
+
+    fn call(&self, request: http::Request<Bytes>) -> BoxFuture<'static, http::Response<EdgeBody>> {
+        let router = self.router.clone();
+        Box::pin(async move {
+            let response = router
+                .oneshot(request.map(Body::from))
+                .await
+                .expect("infallible");
+            response.map(|b| b.map_err(|e| Box::new(e) as _).boxed_unsync())
+        })
+    }
+
+    fn upstream(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+struct Setup {
+    origin: Shared,
+    edge: EdgeHandle,
+    http: reqwest::Client,
+}
+
+impl Setup {
+    async fn start(config: EdgeConfig) -> Setup {
+        let origin = Shared::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = router(origin.clone());
+        tokio::spawn(axum::serve(listener, app.clone()).into_future());
+        let zones: HashMap<String, &'static Zone> = config
+            .zones
+            .iter()
+            .map(|spec: &ZoneSpec| (spec.name.clone(), Zone::leak(spec)))
+            .collect();
+        let proxy = EdgeProxy::new(
+            Arc::new(TestApp { router: app, addr }),
+            Arc::new(ArcSwap::from_pointee(config)),
+            zones,
+            Arc::new(Generations::default()),
+            Arc::new(EdgeMetrics::default()),
+        );
+        let sock =
+            std::env::temp_dir().join(format!("mcpgate-origin-test-{}", uuid::Uuid::new_v4()));
+        let edge = tokio::task::spawn_blocking(move || {
+            EdgeHandle::start(
+                proxy,
+                "127.0.0.1:0".parse().unwrap(),
+                EdgeOptions {
+                    threads: 2,
+                    upgrade: false,
+                    upgrade_sock: sock.to_string_lossy().into_owned(),
+                    grace_period_seconds: 0,
+                    work_stealing: false,
+                },
+            )
+        })
+        .await
+        .unwrap()
+        .expect("edge starts");
+        Setup {
+            origin,
+            edge,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("http://{}{path}", self.edge.addr))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn stop(self) {
+        let edge = self.edge;
+        tokio::task::spawn_blocking(move || edge.stop(mcpgate_proxy::Stop::Terminate))
+            .await
+            .unwrap();
+    }
+}
+
+fn cache_status(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("x-cache-status")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_origin_is_covered_by_the_stale_copy() {
+    let s = Setup::start(EdgeConfig {
+        stale_if_error: 60,
+        ..EdgeConfig::default()
+    })
+    .await;
+    let r = s.get("/v1/tools").await;
+    assert_eq!(cache_status(&r), "MISS");
+    assert_eq!(r.text().await.unwrap(), r#"{"fill":1}"#);
+    assert_eq!(cache_status(&s.get("/v1/tools").await), "HIT");
+    // The origin said max-age=1: let the entry expire, then break the origin.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    s.origin.failing.store(true, Ordering::SeqCst);
+    let r = s.get("/v1/tools").await;
+    assert_eq!(
+        (r.status(), cache_status(&r)),
+        (reqwest::StatusCode::OK, "STALE".to_owned())
+    );
+    assert_eq!(r.text().await.unwrap(), r#"{"fill":1}"#);
+    // The edge did ask the origin, which failed.
+    assert_eq!(s.origin.tools_calls.load(Ordering::SeqCst), 2);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_stale_if_error_the_failure_reaches_the_client() {
+    let s = Setup::start(EdgeConfig::default()).await;
+    assert_eq!(cache_status(&s.get("/v1/tools").await), "MISS");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    s.origin.failing.store(true, Ordering::SeqCst);
+    let r = s.get("/v1/tools").await;
+    assert_eq!(r.status(), reqwest::StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(cache_status(&r), "EXPIRED");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_of_a_fill_in_progress_stream_what_has_arrived() {
+    let s = Setup::start(EdgeConfig::default()).await;
+    let first = s.get("/assets/slow.js").await;
+    assert_eq!(cache_status(&first), "MISS");
+    let mut first = first.bytes_stream();
+    let chunk = tokio::time::timeout(Duration::from_secs(5), first.next())
+        .await
+        .expect("the filling request streams its first part at once")
+        .unwrap()
+        .unwrap();
+    assert_eq!(&chunk[..], b"first-part;");
+    // A second reader joins the fill while the origin still holds the rest
+    // back: it is served the part already stored instead of waiting on the
+    // cache lock for the whole object.
+    let second = tokio::time::timeout(Duration::from_secs(5), s.get("/assets/slow.js"))
+        .await
+        .expect("a concurrent reader does not wait for the fill to finish");
+    assert_eq!(cache_status(&second), "HIT");
+    let mut second = second.bytes_stream();
+    let chunk = tokio::time::timeout(Duration::from_secs(5), second.next())
+        .await
+        .expect("the stored part arrives before the fill ends")
+        .unwrap()
+        .unwrap();
+    assert_eq!(&chunk[..], b"first-part;");
+    s.origin.release.notify_one();
+    let rest = |mut st: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>| async move {
+        let mut out = Vec::new();
+        while let Some(c) = st.next().await {
+            out.extend_from_slice(&c.unwrap());
+        }
+        out
+    };
+    assert_eq!(rest(first.boxed()).await, b"second-part");
+    assert_eq!(rest(second.boxed()).await, b"second-part");
+    assert_eq!(s.origin.slow_calls.load(Ordering::SeqCst), 1);
+    // The finished object is a plain hit now.
+    let third = s.get("/assets/slow.js").await;
+    assert_eq!(cache_status(&third), "HIT");
+    assert_eq!(third.text().await.unwrap(), "first-part;second-part");
+    assert_eq!(s.origin.slow_calls.load(Ordering::SeqCst), 1);
+    s.stop().await;
+}
