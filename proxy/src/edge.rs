@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
+use http::{HeaderName, HeaderValue};
 use http_body_util::BodyExt;
 use once_cell::sync::Lazy;
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
@@ -185,28 +186,71 @@ fn set_compression(session: &mut Session, config: &EdgeConfig, encoding: Encodin
     }
 }
 
-fn forwarded_headers(session: &Session, ctx: &Ctx) -> Vec<(&'static str, String)> {
+/// The headers the application learns the client from, handed to `put`
+/// (no intermediate collection: this runs on every request).
+fn forwarded_headers(
+    session: &Session,
+    ctx: &Ctx,
+    mut put: impl FnMut(HeaderName, HeaderValue),
+) -> Result<()> {
+    use http::header::HeaderName as N;
+    let invalid = |e| {
+        Error::because(
+            pingora_error::ErrorType::InvalidHTTPHeader,
+            "forwarded header",
+            e,
+        )
+    };
     let req = session.req_header();
-    let mut out = vec![
-        ("x-correlation-id", ctx.correlation_id.clone()),
-        ("x-forwarded-proto", "http".to_owned()),
-    ];
+    put(
+        N::from_static("x-correlation-id"),
+        HeaderValue::from_str(&ctx.correlation_id).map_err(invalid)?,
+    );
+    put(
+        N::from_static("x-forwarded-proto"),
+        HeaderValue::from_static("http"),
+    );
     if let Some(ip) = ctx.client_ip {
-        out.push(("x-real-ip", ip.to_string()));
-        let xff = match req
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(prev) => format!("{prev}, {ip}"),
-            None => ip.to_string(),
+        let ip = ip.to_string();
+        let xff = match req.headers.get("x-forwarded-for").map(|v| v.as_bytes()) {
+            Some(prev) => {
+                let mut v = Vec::with_capacity(prev.len() + 2 + ip.len());
+                v.extend_from_slice(prev);
+                v.extend_from_slice(b", ");
+                v.extend_from_slice(ip.as_bytes());
+                HeaderValue::from_bytes(&v).map_err(invalid)?
+            }
+            None => HeaderValue::from_str(&ip).map_err(invalid)?,
         };
-        out.push(("x-forwarded-for", xff));
+        put(
+            N::from_static("x-real-ip"),
+            HeaderValue::from_str(&ip).map_err(invalid)?,
+        );
+        put(N::from_static("x-forwarded-for"), xff);
     }
-    if let Some(host) = req.headers.get("host").and_then(|v| v.to_str().ok()) {
-        out.push(("x-forwarded-host", host.to_owned()));
+    if let Some(host) = req.headers.get("host") {
+        put(N::from_static("x-forwarded-host"), host.clone());
     }
-    out
+    Ok(())
+}
+
+/// Status codes as metric labels without formatting the common ones.
+fn status_label(status: u16) -> std::borrow::Cow<'static, str> {
+    match status {
+        200 => "200".into(),
+        202 => "202".into(),
+        204 => "204".into(),
+        304 => "304".into(),
+        400 => "400".into(),
+        401 => "401".into(),
+        403 => "403".into(),
+        404 => "404".into(),
+        413 => "413".into(),
+        429 => "429".into(),
+        500 => "500".into(),
+        502 => "502".into(),
+        other => other.to_string().into(),
+    }
 }
 
 fn normalized_query(query: Option<&str>) -> String {
@@ -223,9 +267,12 @@ impl<A: EdgeApp> EdgeProxy<A> {
     /// Hands the request to the application and streams its answer back.
     async fn serve_in_process(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
         let config = ctx.config.clone();
-        let mut body = BytesMut::new();
+        // One chunk (the usual case) is handed over as is, without a copy.
+        let mut first: Option<Bytes> = None;
+        let mut more = BytesMut::new();
         while let Some(chunk) = session.read_request_body().await? {
-            if body.len() + chunk.len() > config.max_body_bytes {
+            let had = first.as_ref().map_or(0, Bytes::len) + more.len();
+            if had + chunk.len() > config.max_body_bytes {
                 ctx.status = 413;
                 let msg = format!(
                     r#"{{"error":"payload_too_large","detail":"request body is larger than {} bytes"}}"#,
@@ -243,45 +290,43 @@ impl<A: EdgeApp> EdgeProxy<A> {
                 )
                 .await;
             }
-            body.extend_from_slice(&chunk);
+            match first.take() {
+                None if more.is_empty() => first = Some(chunk),
+                None => more.extend_from_slice(&chunk),
+                Some(f) => {
+                    more.reserve(f.len() + chunk.len());
+                    more.extend_from_slice(&f);
+                    more.extend_from_slice(&chunk);
+                }
+            }
         }
+        let body = first.unwrap_or_else(|| more.freeze());
         let req = session.req_header();
-        let mut builder = http::Request::builder()
-            .method(req.method.clone())
-            .uri(req.uri.clone())
-            .version(req.version);
-        for (k, v) in req.headers.iter() {
-            builder = builder.header(k, v);
-        }
-        for (k, v) in forwarded_headers(session, ctx) {
-            builder = builder.header(k, v);
-        }
-        let request = builder.body(body.freeze()).map_err(|e| {
-            Error::because(
-                pingora_error::ErrorType::InternalError,
-                "building the in-process request",
-                e,
-            )
+        let mut request = http::Request::new(body);
+        *request.method_mut() = req.method.clone();
+        *request.uri_mut() = req.uri.clone();
+        *request.version_mut() = req.version;
+        let mut headers = req.headers.clone();
+        forwarded_headers(session, ctx, |k, v| {
+            headers.insert(k, v);
         })?;
+        *request.headers_mut() = headers;
         let response = self.app.call(request).await;
         let (parts, mut body) = response.into_parts();
         ctx.status = parts.status.as_u16();
-        let mut header = ResponseHeader::build(parts.status, Some(parts.headers.len() + 3))?;
-        for (k, v) in parts.headers.iter() {
-            header.append_header(k.clone(), v.clone())?;
-        }
-        header.insert_header("x-cache-status", "BYPASS")?;
-        header.insert_header("x-correlation-id", ctx.correlation_id.as_str())?;
         let is_stream = parts
             .headers
             .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
         let length: Option<usize> = parts
             .headers
             .get("content-length")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
+        // The application's header moves over whole, without a copy.
+        let mut header = ResponseHeader::from(parts);
+        header.insert_header("x-cache-status", "BYPASS")?;
+        header.insert_header("x-correlation-id", ctx.correlation_id.as_str())?;
         let small = length.is_some_and(|l| l < config.compression.minimum_size);
         set_compression(session, &config, ctx.encoding, !is_stream && !small);
         if length.is_none() && req_is_http11(session) {
@@ -496,8 +541,8 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
                 return Ok(true);
             }
         }
-        let path = session.req_header().uri.path().to_owned();
-        if path == "/edge/purge" && session.req_header().method == http::Method::POST {
+        let req = session.req_header();
+        if req.method == http::Method::POST && req.uri.path() == "/edge/purge" {
             self.purge(session, ctx).await?;
             return Ok(true);
         }
@@ -620,7 +665,9 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        for (k, v) in forwarded_headers(session, ctx) {
+        let mut forwarded = Vec::with_capacity(5);
+        forwarded_headers(session, ctx, |k, v| forwarded.push((k, v)))?;
+        for (k, v) in forwarded {
             upstream.insert_header(k, v)?;
         }
         if ctx.zone.is_some() {
@@ -756,7 +803,7 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
         };
         self.metrics
             .requests
-            .with_label_values(&[ctx.class.as_str(), &status.to_string()])
+            .with_label_values(&[ctx.class.as_str(), &status_label(status)])
             .inc();
         self.metrics
             .latency
