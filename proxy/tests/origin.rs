@@ -66,9 +66,27 @@ async fn slow(State(s): State<Shared>) -> Response {
         .into_response()
 }
 
+/// Answers with the forwarding headers it was given.
+async fn echo_headers(headers: http::HeaderMap) -> axum::Json<serde_json::Value> {
+    let h = |name: &str| {
+        headers
+            .get(name)
+            .map(|v| v.to_str().unwrap_or("").to_owned())
+    };
+    axum::Json(serde_json::json!({
+        "x-real-ip": h("x-real-ip"),
+        "x-forwarded-for": h("x-forwarded-for"),
+        "x-forwarded-proto": h("x-forwarded-proto"),
+        "x-forwarded-host": h("x-forwarded-host"),
+        "x-correlation-id": h("x-correlation-id"),
+    }))
+}
+
 fn router(state: Shared) -> Router {
     Router::new()
         .route("/v1/tools", get(tools))
+        .route("/echo", axum::routing::post(echo_headers))
+        .route("/v1/servers", get(echo_headers))
         .route("/assets/slow.js", get(slow))
         .with_state(state)
 }
@@ -253,5 +271,46 @@ async fn readers_of_a_fill_in_progress_stream_what_has_arrived() {
     assert_eq!(cache_status(&third), "HIT");
     assert_eq!(third.text().await.unwrap(), "first-part;second-part");
     assert_eq!(s.origin.slow_calls.load(Ordering::SeqCst), 1);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_application_learns_the_client_on_both_paths() {
+    let s = Setup::start(EdgeConfig::default()).await;
+    // In-process (bypass): a client-given correlation id is kept and echoed;
+    // the socket peer is appended to a forwarded chain it does not trust.
+    let r = s
+        .http
+        .post(format!("http://{}/echo", s.edge.addr))
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("x-correlation-id", "req-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-correlation-id"], "req-42");
+    assert_eq!(cache_status(&r), "BYPASS");
+    let seen: serde_json::Value = r.json().await.unwrap();
+    let host = format!("127.0.0.1:{}", s.edge.addr.port());
+    assert_eq!(
+        seen,
+        serde_json::json!({
+            "x-real-ip": "127.0.0.1",
+            "x-forwarded-for": "203.0.113.9, 127.0.0.1",
+            "x-forwarded-proto": "http",
+            "x-forwarded-host": host,
+            "x-correlation-id": "req-42",
+        })
+    );
+    // A cache fill over the application's listener carries the same
+    // headers, with a generated correlation id echoed to the client.
+    let r = s.get("/v1/servers").await;
+    assert_eq!(cache_status(&r), "MISS");
+    let id = r.headers()["x-correlation-id"].to_str().unwrap().to_owned();
+    assert!(!id.is_empty());
+    let seen: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(seen["x-real-ip"], "127.0.0.1");
+    assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen["x-forwarded-host"], host.as_str());
+    assert_eq!(seen["x-correlation-id"], id.as_str());
     s.stop().await;
 }
