@@ -8,6 +8,26 @@ use prometheus::{
 };
 
 use mcpgate_cache_zones::Zone;
+use prometheus::{Histogram, IntCounter};
+use std::sync::OnceLock;
+
+use crate::routes::RouteClass;
+
+const CLASSES: [RouteClass; 5] = [
+    RouteClass::Static,
+    RouteClass::Api,
+    RouteClass::Schema,
+    RouteClass::Health,
+    RouteClass::Bypass,
+];
+/// Status codes 100..=599 get a cached counter handle per class.
+const STATUSES: usize = 500;
+
+/// Handles resolved once, so a request costs no label hashing.
+struct ClassHandles {
+    latency: Histogram,
+    by_status: Box<[OnceLock<IntCounter>]>,
+}
 
 pub struct EdgeMetrics {
     registry: Registry,
@@ -19,6 +39,7 @@ pub struct EdgeMetrics {
     zone_bytes: IntGaugeVec,
     zone_entries: IntGaugeVec,
     zone_evictions: IntGaugeVec,
+    handles: Vec<ClassHandles>,
 }
 
 impl Default for EdgeMetrics {
@@ -94,7 +115,15 @@ impl Default for EdgeMetrics {
         ] {
             registry.register(c).expect("registered once");
         }
+        let handles = CLASSES
+            .iter()
+            .map(|c| ClassHandles {
+                latency: latency.with_label_values(&[c.as_str()]),
+                by_status: (0..STATUSES).map(|_| OnceLock::new()).collect(),
+            })
+            .collect();
         EdgeMetrics {
+            handles,
             registry,
             requests,
             latency,
@@ -109,6 +138,21 @@ impl Default for EdgeMetrics {
 }
 
 impl EdgeMetrics {
+    /// Counts a finished request and its latency.
+    pub fn observe(&self, class: RouteClass, status: u16, seconds: f64) {
+        let idx = CLASSES.iter().position(|c| *c == class).unwrap_or(0);
+        let h = &self.handles[idx];
+        h.latency.observe(seconds);
+        let counter = |status: u16| {
+            self.requests
+                .with_label_values(&[class.as_str(), &status.to_string()])
+        };
+        match usize::from(status).checked_sub(100) {
+            Some(i) if i < STATUSES => h.by_status[i].get_or_init(|| counter(status)).inc(),
+            _ => counter(status).inc(),
+        }
+    }
+
     /// The text exposition, with zone gauges refreshed.
     pub fn render(&self, zones: &[&'static Zone]) -> String {
         for z in zones {
@@ -126,5 +170,24 @@ impl EdgeMetrics {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_by_class_and_status() {
+        let m = EdgeMetrics::default();
+        m.observe(RouteClass::Api, 200, 0.001);
+        m.observe(RouteClass::Api, 200, 0.002);
+        m.observe(RouteClass::Bypass, 0, 0.001);
+        m.observe(RouteClass::Health, 799, 0.001);
+        let text = m.render(&[]);
+        assert!(text.contains(r#"mcpgate_edge_requests_total{class="api",status="200"} 2"#));
+        assert!(text.contains(r#"mcpgate_edge_requests_total{class="bypass",status="0"} 1"#));
+        assert!(text.contains(r#"mcpgate_edge_requests_total{class="health",status="799"} 1"#));
+        assert!(text.contains(r#"mcpgate_edge_request_duration_seconds_count{class="api"} 2"#));
     }
 }

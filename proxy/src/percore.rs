@@ -31,12 +31,46 @@ use pingora_core::protocols::{
 use pingora_core::server::ListenFds;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::Service;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-/// A client connection with a write buffer as large as a typical answer, so
-/// that a response header and body leave in one send.
+/// A client connection that holds small writes (a response header, small
+/// bodies) until a flush or a large write, so that a header and its body
+/// leave in one send; a large body goes out with the held bytes in one
+/// vectored write instead of being copied behind them.
 #[derive(Debug)]
-struct Buffered(BufWriter<L4Stream>);
+struct Buffered {
+    inner: L4Stream,
+    held: Vec<u8>,
+    capacity: usize,
+}
+
+/// Writes at least this large are not copied into the held bytes.
+const COPY_LIMIT: usize = 4096;
+
+impl Buffered {
+    fn new(inner: L4Stream, capacity: usize) -> Self {
+        Buffered {
+            inner,
+            held: Vec::new(),
+            capacity,
+        }
+    }
+
+    /// Sends held bytes until none are left.
+    fn poll_send_held(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.held.is_empty() {
+            match Pin::new(&mut self.inner).poll_write(cx, &self.held) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    self.held.drain(..n);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
 
 impl AsyncRead for Buffered {
     fn poll_read(
@@ -44,32 +78,62 @@ impl AsyncRead for Buffered {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+        Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for Buffered {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+        let this = self.get_mut();
+        if buf.len() < COPY_LIMIT && this.held.len() + buf.len() <= this.capacity {
+            this.held.extend_from_slice(buf);
+            return Poll::Ready(Ok(buf.len()));
+        }
+        // Held bytes first, in the same system call as `buf` when possible.
+        while !this.held.is_empty() {
+            let slices = [io::IoSlice::new(&this.held), io::IoSlice::new(buf)];
+            match Pin::new(&mut this.inner).poll_write_vectored(cx, &slices) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) if n > this.held.len() => {
+                    let from_buf = n - this.held.len();
+                    this.held.clear();
+                    return Poll::Ready(Ok(from_buf));
+                }
+                Poll::Ready(Ok(n)) => {
+                    this.held.drain(..n);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match this.poll_send_held(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_flush(cx),
+            other => other,
+        }
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match this.poll_send_held(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_shutdown(cx),
+            other => other,
+        }
     }
 }
 
 #[async_trait]
 impl Shutdown for Buffered {
     async fn shutdown(&mut self) {
-        if let Err(e) = AsyncWriteExt::shutdown(&mut self.0).await {
+        if let Err(e) = AsyncWriteExt::shutdown(self).await {
             tracing::debug!(error = %e, "closing a client connection");
         }
     }
@@ -77,7 +141,7 @@ impl Shutdown for Buffered {
 
 impl UniqueID for Buffered {
     fn id(&self) -> UniqueIDType {
-        self.0.get_ref().id()
+        self.inner.id()
     }
 }
 
@@ -85,38 +149,38 @@ impl Ssl for Buffered {}
 
 impl GetTimingDigest for Buffered {
     fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
-        self.0.get_ref().get_timing_digest()
+        self.inner.get_timing_digest()
     }
     fn get_read_pending_time(&self) -> Duration {
-        self.0.get_ref().get_read_pending_time()
+        self.inner.get_read_pending_time()
     }
     fn get_write_pending_time(&self) -> Duration {
-        self.0.get_ref().get_write_pending_time()
+        self.inner.get_write_pending_time()
     }
 }
 
 impl GetProxyDigest for Buffered {
     fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
-        self.0.get_ref().get_proxy_digest()
+        self.inner.get_proxy_digest()
     }
     fn set_proxy_digest(&mut self, digest: ProxyDigest) {
-        self.0.get_mut().set_proxy_digest(digest)
+        self.inner.set_proxy_digest(digest)
     }
 }
 
 impl GetSocketDigest for Buffered {
     fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        self.0.get_ref().get_socket_digest()
+        self.inner.get_socket_digest()
     }
     fn set_socket_digest(&mut self, digest: SocketDigest) {
-        self.0.get_mut().set_socket_digest(digest)
+        self.inner.set_socket_digest(digest)
     }
 }
 
 #[async_trait]
 impl Peek for Buffered {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        self.0.get_mut().try_peek(buf).await
+        self.inner.try_peek(buf).await
     }
 }
 
@@ -212,7 +276,7 @@ async fn serve_thread<A: ServerApp + Send + Sync + 'static>(
                     let _ = digest.peer_addr.set(Some(peer.into()));
                     stream.set_socket_digest(digest);
                     let stream: pingora_core::protocols::Stream =
-                        Box::new(Buffered(BufWriter::with_capacity(write_buffer, stream)));
+                        Box::new(Buffered::new(stream, write_buffer));
                     let app = app.clone();
                     let shutdown = shutdown.clone();
                     conns.spawn(async move {
@@ -354,5 +418,52 @@ mod tests {
         let l = take_or_bind(&addr, Some(&fds)).unwrap();
         assert_eq!(l.local_addr().unwrap().to_string(), addr);
         assert!(fds.lock().get(&addr).is_some());
+    }
+
+    async fn pair() -> (Buffered, tokio::net::TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let c = tokio::net::TcpStream::connect(l.local_addr().unwrap());
+        let (c, a) = tokio::join!(c, l.accept());
+        (
+            Buffered::new(L4Stream::from(a.unwrap().0), 64 * 1024),
+            c.unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn small_writes_wait_for_a_flush_and_arrive_in_order() {
+        use tokio::io::AsyncReadExt;
+        let (mut w, mut r) = pair().await;
+        w.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+        w.write_all(b"{}").await.unwrap();
+        assert!(!w.held.is_empty(), "small writes are held");
+        w.flush().await.unwrap();
+        assert!(w.held.is_empty());
+        let mut got = vec![0u8; 21];
+        r.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"HTTP/1.1 200 OK\r\n\r\n{}");
+    }
+
+    #[tokio::test]
+    async fn a_large_body_follows_the_held_header_even_when_the_socket_is_full() {
+        use tokio::io::AsyncReadExt;
+        let (mut w, mut r) = pair().await;
+        // Far more than the socket buffers take at once: partial writes of
+        // the held bytes and of the body both happen.
+        let body: Vec<u8> = (0..8 << 20).map(|i| (i % 251) as u8).collect();
+        let expected = [b"header;".as_slice(), &body].concat();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            r.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        w.write_all(b"header;").await.unwrap();
+        w.write_all(&body).await.unwrap();
+        w.flush().await.unwrap();
+        AsyncWriteExt::shutdown(&mut w).await.unwrap();
+        drop(w);
+        let got = reader.await.unwrap();
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "bytes arrived out of order");
     }
 }
