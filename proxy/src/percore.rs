@@ -420,6 +420,21 @@ mod tests {
         assert!(fds.lock().get(&addr).is_some());
     }
 
+    #[test]
+    fn a_port_still_held_by_a_stopping_process_is_waited_for() {
+        let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = holder.local_addr().unwrap().to_string();
+        let released = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(holder);
+        });
+        let started = std::time::Instant::now();
+        let l = take_or_bind(&addr, None).expect("bound once the port was free");
+        assert_eq!(l.local_addr().unwrap().to_string(), addr);
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        released.join().unwrap();
+    }
+
     async fn pair() -> (Buffered, tokio::net::TcpStream) {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let c = tokio::net::TcpStream::connect(l.local_addr().unwrap());
