@@ -170,6 +170,17 @@ struct Entry {
 }
 
 impl Entry {
+    fn from_meta(meta: &CacheMeta, body: Bytes) -> Entry {
+        Entry {
+            fresh_until: meta.fresh_until(),
+            created: meta.created(),
+            stale_while_revalidate: meta.stale_while_revalidate_sec(),
+            stale_if_error: meta.stale_if_error_sec(),
+            header: meta.response_header().clone(),
+            body,
+        }
+    }
+
     fn meta(&self) -> CacheMeta {
         CacheMeta::new(
             self.fresh_until,
@@ -536,14 +547,7 @@ impl Storage for Zone {
         let (progress, _) = tokio::sync::watch::channel(Progress::Writing);
         let partial = Arc::new(Partial {
             id,
-            head: Entry {
-                fresh_until: meta.fresh_until(),
-                created: meta.created(),
-                stale_while_revalidate: meta.stale_while_revalidate_sec(),
-                stale_if_error: meta.stale_if_error_sec(),
-                header: meta.response_header().clone(),
-                body: Bytes::new(),
-            },
+            head: Entry::from_meta(meta, Bytes::new()),
             chunks: RwLock::new(Vec::new()),
             progress,
         });
@@ -601,17 +605,9 @@ impl Storage for Zone {
         let Some(old) = shard.done.get(&hash).cloned() else {
             return Ok(false);
         };
-        shard.done.insert(
-            hash,
-            Arc::new(Entry {
-                fresh_until: meta.fresh_until(),
-                created: meta.created(),
-                stale_while_revalidate: meta.stale_while_revalidate_sec(),
-                stale_if_error: meta.stale_if_error_sec(),
-                header: meta.response_header().clone(),
-                body: old.body.clone(),
-            }),
-        );
+        shard
+            .done
+            .insert(hash, Arc::new(Entry::from_meta(meta, old.body.clone())));
         Ok(true)
     }
 
