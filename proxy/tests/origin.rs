@@ -82,8 +82,25 @@ async fn echo_headers(headers: http::HeaderMap) -> axum::Json<serde_json::Value>
     }))
 }
 
+/// Sends a first part, then fails halfway (an origin that dies).
+async fn dies(State(s): State<Shared>) -> Response {
+    s.slow_calls.fetch_add(1, Ordering::SeqCst);
+    let first =
+        futures_util::stream::once(async { Ok::<_, std::io::Error>(Bytes::from("first-part;")) });
+    let rest = futures_util::stream::once(async move {
+        s.release.notified().await;
+        Err::<Bytes, _>(std::io::Error::other("origin died"))
+    });
+    (
+        [("content-type", "application/javascript")],
+        Body::from_stream(first.chain(rest)),
+    )
+        .into_response()
+}
+
 fn router(state: Shared) -> Router {
     Router::new()
+        .route("/assets/dies.js", get(dies))
         .route("/v1/tools", get(tools))
         .route("/echo", axum::routing::post(echo_headers))
         .route("/v1/servers", get(echo_headers))
@@ -312,5 +329,52 @@ async fn the_application_learns_the_client_on_both_paths() {
     assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
     assert_eq!(seen["x-forwarded-host"], host.as_str());
     assert_eq!(seen["x-correlation-id"], id.as_str());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_that_dies_fails_its_readers_and_stores_nothing() {
+    let s = Setup::start(EdgeConfig::default()).await;
+    let first = s.get("/assets/dies.js").await;
+    assert_eq!(cache_status(&first), "MISS");
+    let mut first = first.bytes_stream();
+    let chunk = tokio::time::timeout(Duration::from_secs(5), first.next())
+        .await
+        .expect("first part")
+        .unwrap()
+        .unwrap();
+    assert_eq!(&chunk[..], b"first-part;");
+    let second = tokio::time::timeout(Duration::from_secs(5), s.get("/assets/dies.js"))
+        .await
+        .expect("a reader joins the fill");
+    let mut second = second.bytes_stream();
+    let chunk = tokio::time::timeout(Duration::from_secs(5), second.next())
+        .await
+        .expect("stored part")
+        .unwrap()
+        .unwrap();
+    assert_eq!(&chunk[..], b"first-part;");
+    s.origin.release.notify_one();
+    // Both clients see the body cut short, never a silently complete one.
+    for (name, mut stream) in [("writer", first), ("reader", second)] {
+        let outcome = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match stream.next().await {
+                    Some(Ok(more)) => assert!(more.is_empty(), "{name} got more data"),
+                    Some(Err(_)) => return true,
+                    None => return false,
+                }
+            }
+        })
+        .await
+        .expect("the failure reaches the client");
+        assert!(outcome, "{name}: a truncated body ended as if complete");
+    }
+    // Nothing was stored: the next request fills again.
+    let again = s.get("/assets/dies.js").await;
+    assert_eq!(cache_status(&again), "MISS");
+    assert_eq!(s.origin.slow_calls.load(Ordering::SeqCst), 2);
+    s.origin.release.notify_one();
+    drop(again);
     s.stop().await;
 }
