@@ -209,6 +209,18 @@ fn cache_status(r: &reqwest::Response) -> String {
         .unwrap_or_default()
 }
 
+/// The next chunk of a streamed body, which must come within 5 s.
+async fn next_chunk(
+    stream: &mut (impl futures_util::Stream<Item = reqwest::Result<Bytes>> + Unpin),
+    what: &str,
+) -> Bytes {
+    tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .unwrap_or_else(|_| panic!("{what}"))
+        .expect("a chunk")
+        .expect("no error")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_origin_is_covered_by_the_stale_copy() {
     let s = Setup::start(EdgeConfig {
@@ -252,11 +264,11 @@ async fn readers_of_a_fill_in_progress_stream_what_has_arrived() {
     let first = s.get("/assets/slow.js").await;
     assert_eq!(cache_status(&first), "MISS");
     let mut first = first.bytes_stream();
-    let chunk = tokio::time::timeout(Duration::from_secs(5), first.next())
-        .await
-        .expect("the filling request streams its first part at once")
-        .unwrap()
-        .unwrap();
+    let chunk = next_chunk(
+        &mut first,
+        "the filling request streams its first part at once",
+    )
+    .await;
     assert_eq!(&chunk[..], b"first-part;");
     // A second reader joins the fill while the origin still holds the rest
     // back: it is served the part already stored instead of waiting on the
@@ -266,11 +278,7 @@ async fn readers_of_a_fill_in_progress_stream_what_has_arrived() {
         .expect("a concurrent reader does not wait for the fill to finish");
     assert_eq!(cache_status(&second), "HIT");
     let mut second = second.bytes_stream();
-    let chunk = tokio::time::timeout(Duration::from_secs(5), second.next())
-        .await
-        .expect("the stored part arrives before the fill ends")
-        .unwrap()
-        .unwrap();
+    let chunk = next_chunk(&mut second, "the stored part arrives before the fill ends").await;
     assert_eq!(&chunk[..], b"first-part;");
     s.origin.release.notify_one();
     let rest = |mut st: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>| async move {
@@ -338,21 +346,13 @@ async fn a_fill_that_dies_fails_its_readers_and_stores_nothing() {
     let first = s.get("/assets/dies.js").await;
     assert_eq!(cache_status(&first), "MISS");
     let mut first = first.bytes_stream();
-    let chunk = tokio::time::timeout(Duration::from_secs(5), first.next())
-        .await
-        .expect("first part")
-        .unwrap()
-        .unwrap();
+    let chunk = next_chunk(&mut first, "first part").await;
     assert_eq!(&chunk[..], b"first-part;");
     let second = tokio::time::timeout(Duration::from_secs(5), s.get("/assets/dies.js"))
         .await
         .expect("a reader joins the fill");
     let mut second = second.bytes_stream();
-    let chunk = tokio::time::timeout(Duration::from_secs(5), second.next())
-        .await
-        .expect("stored part")
-        .unwrap()
-        .unwrap();
+    let chunk = next_chunk(&mut second, "stored part").await;
     assert_eq!(&chunk[..], b"first-part;");
     s.origin.release.notify_one();
     // Both clients see the body cut short, never a silently complete one.
