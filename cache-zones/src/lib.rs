@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use parking_lot::RwLock;
 use pingora_cache::eviction::{EvictionManager, lru};
 use pingora_cache::key::{CacheHashKey, HashBinary};
@@ -134,7 +134,8 @@ enum Progress {
 /// joined it. A chunk is pushed before the progress changes, so a reader
 /// that saw a progress finds at least the chunks it implies.
 struct Partial {
-    id: u64,
+    /// The fill's streaming write tag (a per-zone counter).
+    tag: [u8; 8],
     /// The response head (its body stays empty).
     head: Entry,
     chunks: RwLock<Vec<Bytes>>,
@@ -177,6 +178,18 @@ impl Entry {
             stale_while_revalidate: meta.stale_while_revalidate_sec(),
             stale_if_error: meta.stale_if_error_sec(),
             header: meta.response_header().clone(),
+            body,
+        }
+    }
+
+    /// The same response head with another body.
+    fn with_body(&self, body: Bytes) -> Entry {
+        Entry {
+            fresh_until: self.fresh_until,
+            created: self.created,
+            stale_while_revalidate: self.stale_while_revalidate,
+            stale_if_error: self.stale_if_error,
+            header: self.header.clone(),
             body,
         }
     }
@@ -395,16 +408,14 @@ struct Miss {
     zone: &'static Zone,
     hash: HashBinary,
     partial: Arc<Partial>,
-    tag: [u8; 8],
     size: usize,
-    finished: bool,
 }
 
 impl Miss {
     /// Takes the fill off the readable fills (finished or abandoned).
     fn retire(&self, shard: &mut Shard) {
         if let Some(fills) = shard.filling.get_mut(&self.hash) {
-            fills.retain(|p| p.id != self.partial.id);
+            fills.retain(|p| p.tag != self.partial.tag);
             if fills.is_empty() {
                 shard.filling.remove(&self.hash);
             }
@@ -432,41 +443,26 @@ impl HandleMiss for Miss {
 
     async fn finish(mut self: Box<Self>) -> Result<MissFinishType> {
         let body = {
+            // One chunk is stored as is; several are joined once.
             let chunks = self.partial.chunks.read();
             match chunks.len() {
-                0 => Bytes::new(),
                 1 => chunks[0].clone(),
-                _ => {
-                    let mut all = BytesMut::with_capacity(self.size);
-                    for c in chunks.iter() {
-                        all.extend_from_slice(c);
-                    }
-                    all.freeze()
-                }
+                _ => Bytes::from(chunks.concat()),
             }
         };
-        let h = &self.partial.head;
-        let entry = Entry {
-            fresh_until: h.fresh_until,
-            created: h.created,
-            stale_while_revalidate: h.stale_while_revalidate,
-            stale_if_error: h.stale_if_error,
-            header: h.header.clone(),
-            body,
-        };
+        let entry = self.partial.head.with_body(body);
         {
             let mut shard = self.zone.shard(&self.hash).write();
             shard.done.insert(self.hash, Arc::new(entry));
             self.retire(&mut shard);
         }
-        self.finished = true;
         self.partial.progress.send_replace(Progress::Done);
         self.zone.stats.stores.fetch_add(1, Ordering::Relaxed);
         Ok(MissFinishType::Created(self.size))
     }
 
     fn streaming_write_tag(&self) -> Option<&[u8]> {
-        Some(&self.tag)
+        Some(&self.partial.tag)
     }
 }
 
@@ -474,7 +470,7 @@ impl Drop for Miss {
     /// A fill dropped before `finish` failed: its readers get an error
     /// rather than a silently short body, and nothing is stored.
     fn drop(&mut self) {
-        if !self.finished {
+        if *self.partial.progress.borrow() != Progress::Done {
             self.retire(&mut self.zone.shard(&self.hash).write());
             self.partial.progress.send_replace(Progress::Failed);
         }
@@ -526,14 +522,13 @@ impl Storage for Zone {
         let Ok(tag) = <[u8; 8]>::try_from(tag) else {
             return Error::e_explain(ErrorType::InternalError, "foreign streaming write tag");
         };
-        let id = u64::from_be_bytes(tag);
         let hash = key.combined_bin();
         let shard = self.shard(&hash).read();
         // Only this fill's own body, never another writer's.
         Ok(shard
             .filling
             .get(&hash)
-            .and_then(|f| f.iter().find(|p| p.id == id))
+            .and_then(|f| f.iter().find(|p| p.tag == tag))
             .map(|p| p.reader()))
     }
 
@@ -543,10 +538,10 @@ impl Storage for Zone {
         meta: &CacheMeta,
         _trace: &SpanHandle,
     ) -> Result<MissHandler> {
-        let id = self.next_fill.fetch_add(1, Ordering::Relaxed);
+        let tag = self.next_fill.fetch_add(1, Ordering::Relaxed).to_be_bytes();
         let (progress, _) = tokio::sync::watch::channel(Progress::Writing);
         let partial = Arc::new(Partial {
-            id,
+            tag,
             head: Entry::from_meta(meta, Bytes::new()),
             chunks: RwLock::new(Vec::new()),
             progress,
@@ -562,9 +557,7 @@ impl Storage for Zone {
             zone: self,
             hash,
             partial,
-            tag: id.to_be_bytes(),
             size: 0,
-            finished: false,
         }))
     }
 

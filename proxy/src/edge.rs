@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use http_body_util::BodyExt;
 use once_cell::sync::Lazy;
@@ -191,7 +191,7 @@ fn set_compression(session: &mut Session, config: &EdgeConfig, encoding: Encodin
 fn forwarded_headers(
     session: &Session,
     ctx: &Ctx,
-    mut put: impl FnMut(HeaderName, HeaderValue),
+    mut put: impl FnMut(HeaderName, HeaderValue) -> Result<()>,
 ) -> Result<()> {
     use http::header::HeaderName as N;
     let invalid = |e| {
@@ -205,11 +205,11 @@ fn forwarded_headers(
     put(
         N::from_static("x-correlation-id"),
         HeaderValue::from_str(&ctx.correlation_id).map_err(invalid)?,
-    );
+    )?;
     put(
         N::from_static("x-forwarded-proto"),
         HeaderValue::from_static("http"),
-    );
+    )?;
     if let Some(ip) = ctx.client_ip {
         let ip = ip.to_string();
         let xff = match req.headers.get("x-forwarded-for").map(|v| v.as_bytes()) {
@@ -225,11 +225,11 @@ fn forwarded_headers(
         put(
             N::from_static("x-real-ip"),
             HeaderValue::from_str(&ip).map_err(invalid)?,
-        );
-        put(N::from_static("x-forwarded-for"), xff);
+        )?;
+        put(N::from_static("x-forwarded-for"), xff)?;
     }
     if let Some(host) = req.headers.get("host") {
-        put(N::from_static("x-forwarded-host"), host.clone());
+        put(N::from_static("x-forwarded-host"), host.clone())?;
     }
     Ok(())
 }
@@ -249,11 +249,11 @@ impl<A: EdgeApp> EdgeProxy<A> {
     async fn serve_in_process(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
         let config = ctx.config.clone();
         // One chunk (the usual case) is handed over as is, without a copy.
-        let mut first: Option<Bytes> = None;
-        let mut more = BytesMut::new();
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut total = 0;
         while let Some(chunk) = session.read_request_body().await? {
-            let had = first.as_ref().map_or(0, Bytes::len) + more.len();
-            if had + chunk.len() > config.max_body_bytes {
+            total += chunk.len();
+            if total > config.max_body_bytes {
                 ctx.status = 413;
                 let msg = format!(
                     r#"{{"error":"payload_too_large","detail":"request body is larger than {} bytes"}}"#,
@@ -271,17 +271,12 @@ impl<A: EdgeApp> EdgeProxy<A> {
                 )
                 .await;
             }
-            match first.take() {
-                None if more.is_empty() => first = Some(chunk),
-                None => more.extend_from_slice(&chunk),
-                Some(f) => {
-                    more.reserve(f.len() + chunk.len());
-                    more.extend_from_slice(&f);
-                    more.extend_from_slice(&chunk);
-                }
-            }
+            chunks.push(chunk);
         }
-        let body = first.unwrap_or_else(|| more.freeze());
+        let body = match chunks.len() {
+            1 => chunks.pop().unwrap_or_default(),
+            _ => Bytes::from(chunks.concat()),
+        };
         let req = session.req_header();
         let mut request = http::Request::new(body);
         *request.method_mut() = req.method.clone();
@@ -290,6 +285,7 @@ impl<A: EdgeApp> EdgeProxy<A> {
         let mut headers = req.headers.clone();
         forwarded_headers(session, ctx, |k, v| {
             headers.insert(k, v);
+            Ok(())
         })?;
         *request.headers_mut() = headers;
         let response = self.app.call(request).await;
@@ -653,11 +649,7 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let mut forwarded = Vec::with_capacity(5);
-        forwarded_headers(session, ctx, |k, v| forwarded.push((k, v)))?;
-        for (k, v) in forwarded {
-            upstream.insert_header(k, v)?;
-        }
+        forwarded_headers(session, ctx, |k, v| upstream.insert_header(k, v))?;
         if ctx.zone.is_some() {
             // Accept-Encoding stays (already reduced to our choice): the
             // pre-cache compressor reads it from this request.

@@ -56,11 +56,18 @@ impl Buffered {
         }
     }
 
-    /// Sends held bytes until none are left.
-    fn poll_send_held(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// Sends the held bytes, together with `tail` in one vectored write
+    /// where the socket takes it; returns how much of `tail` went out.
+    fn poll_send(&mut self, cx: &mut Context<'_>, tail: &[u8]) -> Poll<io::Result<usize>> {
         while !self.held.is_empty() {
-            match Pin::new(&mut self.inner).poll_write(cx, &self.held) {
+            let slices = [io::IoSlice::new(&self.held), io::IoSlice::new(tail)];
+            match Pin::new(&mut self.inner).poll_write_vectored(cx, &slices) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) if n > self.held.len() => {
+                    let from_tail = n - self.held.len();
+                    self.held.clear();
+                    return Poll::Ready(Ok(from_tail));
+                }
                 Poll::Ready(Ok(n)) => {
                     self.held.drain(..n);
                 }
@@ -68,7 +75,10 @@ impl Buffered {
                 Poll::Pending => return Poll::Pending,
             }
         }
-        Poll::Ready(Ok(()))
+        if tail.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        Pin::new(&mut self.inner).poll_write(cx, tail)
     }
 }
 
@@ -93,39 +103,24 @@ impl AsyncWrite for Buffered {
             this.held.extend_from_slice(buf);
             return Poll::Ready(Ok(buf.len()));
         }
-        // Held bytes first, in the same system call as `buf` when possible.
-        while !this.held.is_empty() {
-            let slices = [io::IoSlice::new(&this.held), io::IoSlice::new(buf)];
-            match Pin::new(&mut this.inner).poll_write_vectored(cx, &slices) {
-                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Poll::Ready(Ok(n)) if n > this.held.len() => {
-                    let from_buf = n - this.held.len();
-                    this.held.clear();
-                    return Poll::Ready(Ok(from_buf));
-                }
-                Poll::Ready(Ok(n)) => {
-                    this.held.drain(..n);
-                }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+        this.poll_send(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match this.poll_send_held(cx) {
-            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_flush(cx),
-            other => other,
+        match this.poll_send(cx, &[]) {
+            Poll::Ready(Ok(_)) => Pin::new(&mut this.inner).poll_flush(cx),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match this.poll_send_held(cx) {
-            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_shutdown(cx),
-            other => other,
+        match this.poll_send(cx, &[]) {
+            Poll::Ready(Ok(_)) => Pin::new(&mut this.inner).poll_shutdown(cx),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -328,7 +323,7 @@ impl<A: ServerApp + Send + Sync + 'static> Service for PerCoreService<A> {
             }
         };
         let mut done = Vec::new();
-        for i in 0..self.threads.max(1) {
+        for i in 0..self.threads {
             let listener = match listener.try_clone() {
                 Ok(l) => l,
                 Err(e) => {
