@@ -213,7 +213,7 @@ async fn bypass_classes_and_limits_on_bodies() {
     }
     let big = format!(
         r#"{{"name":"big","url":"https://a.example","description":"{}"}}"#,
-        "x".repeat(2 << 20)
+        "x".repeat(16 << 20)
     );
     let r =
         e.gw.http
@@ -221,6 +221,27 @@ async fn bypass_classes_and_limits_on_bodies() {
             .bearer_auth(&t)
             .header("content-type", "application/json")
             .body(big)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        r.headers().get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..]),
+        "a refused body is not drained: the connection closes"
+    );
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "payload_too_large", "{v}");
+    // Without a declared length the edge counts what it reads.
+    let chunks = (0..34).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 32 << 10]));
+    let r =
+        e.gw.http
+            .post(format!("{}/v1/tools", e.base))
+            .bearer_auth(&t)
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                chunks,
+            )))
             .send()
             .await
             .unwrap();

@@ -132,10 +132,26 @@ async fn rpc_endpoint_handles_good_and_bad_messages() {
     assert_eq!(s, StatusCode::ACCEPTED);
     let big = format!(
         r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"x":"{}"}}}}"#,
-        "x".repeat(2 << 20)
+        "x".repeat(16 << 20)
     );
-    let (s, _) = raw_rpc(&gw, &big).await;
-    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    // Refused unread, so the answer closes the connection: a keep-alive
+    // client must not send its next request on it.
+    let resp = gw
+        .http
+        .post(gw.url("/rpc"))
+        .bearer_auth(&gw.admin)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        resp.headers().get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..])
+    );
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"], "payload_too_large", "{v}");
     // POST / is the same endpoint; both need a token.
     let (s, v) = gw
         .post(

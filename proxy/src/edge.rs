@@ -136,14 +136,24 @@ async fn answer(
         h.insert_header(k.to_string(), v.as_str())?;
     }
     if close {
-        // Do not drain a large or unwanted body to keep the connection.
+        // An unwanted body is not worth keeping the connection for.
         session.set_keepalive(None);
     }
     session.write_response_header(Box::new(h), false).await?;
     session
         .write_response_body(Some(Bytes::from(body)), true)
-        .await
+        .await?;
+    if close {
+        // Lingering close (as nginx): read and discard what the client is
+        // still sending, for a bounded time, so that it gets to read the
+        // answer instead of a reset on a write into a closed socket.
+        let _ = tokio::time::timeout(LINGER, session.drain_request_body()).await;
+    }
+    Ok(())
 }
+
+/// How long a refused request's body is read and discarded before closing.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A unique request id without a system call: a random per-process prefix
 /// and a counter.
@@ -245,31 +255,50 @@ fn normalized_query(query: Option<&str>) -> String {
 }
 
 impl<A: EdgeApp> EdgeProxy<A> {
+    /// 413, and the connection closes rather than drain an unwanted body.
+    async fn too_large(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        ctx.status = 413;
+        let msg = format!(
+            r#"{{"error":"payload_too_large","detail":"request body is larger than {} bytes"}}"#,
+            ctx.config.max_body_bytes
+        );
+        answer(
+            session,
+            413,
+            &[
+                ("x-cache-status", "BYPASS".into()),
+                ("x-correlation-id", ctx.correlation_id.clone()),
+            ],
+            msg,
+            true,
+        )
+        .await
+    }
+
     /// Hands the request to the application and streams its answer back.
     async fn serve_in_process(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
         let config = ctx.config.clone();
+        // A declared length over the limit is refused before reading a byte.
+        let declared = session
+            .req_header()
+            .headers
+            .get("content-length")
+            .and_then(|v| {
+                std::str::from_utf8(v.as_bytes())
+                    .ok()?
+                    .parse::<usize>()
+                    .ok()
+            });
+        if declared.is_some_and(|n| n > config.max_body_bytes) {
+            return self.too_large(session, ctx).await;
+        }
         // One chunk (the usual case) is handed over as is, without a copy.
         let mut chunks: Vec<Bytes> = Vec::new();
         let mut total = 0;
         while let Some(chunk) = session.read_request_body().await? {
             total += chunk.len();
             if total > config.max_body_bytes {
-                ctx.status = 413;
-                let msg = format!(
-                    r#"{{"error":"payload_too_large","detail":"request body is larger than {} bytes"}}"#,
-                    config.max_body_bytes
-                );
-                return answer(
-                    session,
-                    413,
-                    &[
-                        ("x-cache-status", "BYPASS".into()),
-                        ("x-correlation-id", ctx.correlation_id.clone()),
-                    ],
-                    msg,
-                    true,
-                )
-                .await;
+                return self.too_large(session, ctx).await;
             }
             chunks.push(chunk);
         }

@@ -138,6 +138,55 @@ fn api_routes() -> axum::Router<AppState> {
         .merge(tokens::routes())
 }
 
+/// Bodies over the limit get a JSON 413 with `Connection: close` (as
+/// nginx): the body is not read, so a keep-alive client must not send its
+/// next request on this connection. A declared oversize body is refused
+/// before the handler and read and discarded for a bounded time after the
+/// answer (lingering close), so that a client still writing it gets to read
+/// the 413 instead of a reset.
+async fn too_large(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let limit = st.config.max_request_body_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let resp = if declared.is_some_and(|n| n > limit as u64) {
+        tokio::spawn(linger(req.into_body()));
+        ApiError::TooLarge(limit).into_response()
+    } else {
+        let resp = next.run(req).await;
+        if resp.status() != axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            return resp;
+        }
+        let is_json = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        if is_json {
+            resp
+        } else {
+            ApiError::TooLarge(limit).into_response()
+        }
+    };
+    let mut resp = resp;
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+/// Reads and discards a refused body for at most [`LINGER`].
+async fn linger(body: axum::body::Body) {
+    use futures_util::StreamExt;
+    let mut data = body.into_data_stream();
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Some(Ok(_)) = data.next().await {}
+    })
+    .await;
+}
+
+/// How long a refused request's body is read and discarded.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".into())
 }
@@ -162,6 +211,7 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/version", get(health::version))
         .merge(protected)
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), too_large))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::observability::track,
