@@ -18,7 +18,8 @@ use pingora_cache::{
     CacheKey, CacheMeta, ForcedFreshness, HitHandler, NoCacheReason, RespCacheable,
 };
 use pingora_core::modules::http::HttpModules;
-use pingora_core::modules::http::compression::{ResponseCompression, ResponseCompressionBuilder};
+use pingora_core::modules::http::compression::ResponseCompressionBuilder;
+use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::http::compression::Algorithm;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, Result};
@@ -29,6 +30,7 @@ use mcpgate_cache_zones::Zone;
 
 use crate::app::{EdgeApp, Generations};
 use crate::config::EdgeConfig;
+use crate::downstream::Downstream;
 use crate::encoding::{Encoding, negotiate};
 use crate::limits::{ConnGuard, ConnLimiter, RateLimiter};
 use crate::metrics::EdgeMetrics;
@@ -49,19 +51,34 @@ pub struct Ctx {
     /// The lookup found an expired entry (nginx's EXPIRED when the refresh
     /// answer is not stored).
     found_expired: bool,
-    status: u16,
+    pub(crate) status: u16,
     _conn: Option<ConnGuard>,
     config: Arc<EdgeConfig>,
 }
 
+/// Cloned for each lane: clones share the limiters, zones and metrics.
 pub struct EdgeProxy<A: EdgeApp> {
     app: Arc<A>,
     config: Arc<ArcSwap<EdgeConfig>>,
-    zones: HashMap<String, &'static Zone>,
+    zones: Arc<HashMap<String, &'static Zone>>,
     pub generations: Arc<Generations>,
-    rate: RateLimiter,
-    conns: ConnLimiter,
+    rate: Arc<RateLimiter>,
+    conns: Arc<ConnLimiter>,
     pub metrics: Arc<EdgeMetrics>,
+}
+
+impl<A: EdgeApp> Clone for EdgeProxy<A> {
+    fn clone(&self) -> Self {
+        EdgeProxy {
+            app: self.app.clone(),
+            config: self.config.clone(),
+            zones: self.zones.clone(),
+            generations: self.generations.clone(),
+            rate: self.rate.clone(),
+            conns: self.conns.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
 }
 
 impl<A: EdgeApp> EdgeProxy<A> {
@@ -75,10 +92,10 @@ impl<A: EdgeApp> EdgeProxy<A> {
         EdgeProxy {
             app,
             config,
-            zones,
+            zones: Arc::new(zones),
             generations,
-            rate: RateLimiter::default(),
-            conns: ConnLimiter::default(),
+            rate: Arc::default(),
+            conns: Arc::default(),
             metrics,
         }
     }
@@ -95,7 +112,7 @@ impl<A: EdgeApp> EdgeProxy<A> {
 
 /// The client's address: the socket peer, or `X-Forwarded-For` when the
 /// peer is a trusted proxy (the rightmost untrusted hop).
-fn client_ip(session: &Session, config: &EdgeConfig) -> Option<IpAddr> {
+fn client_ip(session: &ServerSession, config: &EdgeConfig) -> Option<IpAddr> {
     let peer = session
         .client_addr()
         .and_then(|a| a.as_inet())
@@ -122,8 +139,8 @@ fn client_ip(session: &Session, config: &EdgeConfig) -> Option<IpAddr> {
     )
 }
 
-async fn answer(
-    session: &mut Session,
+async fn answer<D: Downstream>(
+    session: &mut D,
     status: u16,
     headers: &[(&str, String)],
     body: String,
@@ -137,23 +154,49 @@ async fn answer(
     }
     if close {
         // An unwanted body is not worth keeping the connection for.
-        session.set_keepalive(None);
+        session.http_mut().set_keepalive(None);
     }
-    session.write_response_header(Box::new(h), false).await?;
-    session
-        .write_response_body(Some(Bytes::from(body)), true)
-        .await?;
+    session.send_header(Box::new(h), false).await?;
+    session.send_body(Some(Bytes::from(body)), true).await?;
     if close {
         // Lingering close (as nginx): read and discard what the client is
         // still sending, for a bounded time, so that it gets to read the
         // answer instead of a reset on a write into a closed socket.
-        let _ = tokio::time::timeout(LINGER, session.drain_request_body()).await;
+        let _ = tokio::time::timeout(LINGER, session.http_mut().drain_request_body()).await;
     }
     Ok(())
 }
 
 /// How long a refused request's body is read and discarded before closing.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Facts read once from the request head: the encoding negotiated (the
+/// request's Accept-Encoding is reduced to it) and the correlation id.
+pub(crate) fn prepare(req: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
+    ctx.encoding = negotiate(
+        req.headers
+            .get("accept-encoding")
+            .and_then(|v| v.to_str().ok()),
+    );
+    // The compression modules pick the first token they support and
+    // ignore q-values: hand them our decision only.
+    match ctx.encoding {
+        Encoding::Identity => {
+            req.remove_header("accept-encoding");
+        }
+        e => {
+            req.insert_header("accept-encoding", e.token())?;
+        }
+    }
+    ctx.correlation_id = req
+        .headers
+        .get("x-correlation-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(new_correlation_id);
+    Ok(())
+}
 
 /// A unique request id without a system call: a random per-process prefix
 /// and a counter.
@@ -177,29 +220,10 @@ fn cache_status(session: &Session) -> &'static str {
     }
 }
 
-fn set_compression(session: &mut Session, config: &EdgeConfig, encoding: Encoding, on: bool) {
-    let c = &config.compression;
-    let on = on && c.enabled && encoding != Encoding::Identity;
-    if let Some(m) = session
-        .downstream_modules_ctx
-        .get_mut::<ResponseCompression>()
-    {
-        m.adjust_level(0);
-        if on {
-            match encoding {
-                Encoding::Brotli => m.adjust_algorithm_level(Algorithm::Brotli, c.brotli_quality),
-                Encoding::Zstd => m.adjust_algorithm_level(Algorithm::Zstd, c.zstd_level),
-                Encoding::Gzip => m.adjust_algorithm_level(Algorithm::Gzip, c.gzip_level),
-                Encoding::Identity => {}
-            }
-        }
-    }
-}
-
 /// The headers the application learns the client from, handed to `put`
 /// (no intermediate collection: this runs on every request).
 fn forwarded_headers(
-    session: &Session,
+    session: &ServerSession,
     ctx: &Ctx,
     mut put: impl FnMut(HeaderName, HeaderValue) -> Result<()>,
 ) -> Result<()> {
@@ -255,8 +279,76 @@ fn normalized_query(query: Option<&str>) -> String {
 }
 
 impl<A: EdgeApp> EdgeProxy<A> {
+    /// Counts the request in flight, classifies it and applies the per-IP
+    /// limits: `Ok(true)` when it was refused (answered 429).
+    pub(crate) async fn admit<D: Downstream>(
+        &self,
+        session: &mut D,
+        ctx: &mut Ctx,
+    ) -> Result<bool> {
+        self.metrics.inflight.inc();
+        let config = ctx.config.clone();
+        let req = session.http().req_header();
+        ctx.class = config
+            .routes
+            .classify(&req.method, req.uri.path(), &req.headers);
+        ctx.client_ip = client_ip(session.http(), &config);
+        if ctx.class != RouteClass::Health
+            && let Some(ip) = ctx.client_ip
+        {
+            match self.conns.enter(ip, config.conn_limit) {
+                Ok(g) => ctx._conn = g,
+                Err(_) => {
+                    self.metrics.rejected.with_label_values(&["conn"]).inc();
+                    ctx.status = 429;
+                    let body = r#"{"error":"too_many_requests","detail":"too many concurrent requests from this address"}"#.to_owned();
+                    answer(
+                        session,
+                        429,
+                        &[
+                            ("retry-after", "1".into()),
+                            ("x-cache-status", "BYPASS".into()),
+                        ],
+                        body,
+                        true,
+                    )
+                    .await?;
+                    return Ok(true);
+                }
+            }
+            if let Err(wait) = self.rate.check(ip, config.rate, config.burst) {
+                self.metrics.rejected.with_label_values(&["rate"]).inc();
+                ctx.status = 429;
+                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+                let body = format!(
+                    r#"{{"error":"too_many_requests","detail":"rate limit exceeded; retry in {secs} s"}}"#
+                );
+                answer(
+                    session,
+                    429,
+                    &[
+                        ("retry-after", secs.to_string()),
+                        ("x-cache-status", "BYPASS".into()),
+                    ],
+                    body,
+                    true,
+                )
+                .await?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Records a finished request (counted in flight by [`Self::admit`]).
+    pub(crate) fn record(&self, ctx: &Ctx, status: u16) {
+        self.metrics.inflight.dec();
+        self.metrics
+            .observe(ctx.class, status, ctx.start.elapsed().as_secs_f64());
+    }
+
     /// 413, and the connection closes rather than drain an unwanted body.
-    async fn too_large(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+    async fn too_large<D: Downstream>(&self, session: &mut D, ctx: &mut Ctx) -> Result<()> {
         ctx.status = 413;
         let msg = format!(
             r#"{{"error":"payload_too_large","detail":"request body is larger than {} bytes"}}"#,
@@ -276,10 +368,15 @@ impl<A: EdgeApp> EdgeProxy<A> {
     }
 
     /// Hands the request to the application and streams its answer back.
-    async fn serve_in_process(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+    pub(crate) async fn serve_in_process<D: Downstream>(
+        &self,
+        session: &mut D,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         let config = ctx.config.clone();
         // A declared length over the limit is refused before reading a byte.
         let declared = session
+            .http()
             .req_header()
             .headers
             .get("content-length")
@@ -295,7 +392,7 @@ impl<A: EdgeApp> EdgeProxy<A> {
         // One chunk (the usual case) is handed over as is, without a copy.
         let mut chunks: Vec<Bytes> = Vec::new();
         let mut total = 0;
-        while let Some(chunk) = session.read_request_body().await? {
+        while let Some(chunk) = session.http_mut().read_request_body().await? {
             total += chunk.len();
             if total > config.max_body_bytes {
                 return self.too_large(session, ctx).await;
@@ -306,13 +403,13 @@ impl<A: EdgeApp> EdgeProxy<A> {
             1 => chunks.pop().unwrap_or_default(),
             _ => Bytes::from(chunks.concat()),
         };
-        let req = session.req_header();
+        let req = session.http().req_header();
         let mut request = http::Request::new(body);
         *request.method_mut() = req.method.clone();
         *request.uri_mut() = req.uri.clone();
         *request.version_mut() = req.version;
         let mut headers = req.headers.clone();
-        forwarded_headers(session, ctx, |k, v| {
+        forwarded_headers(session.http(), ctx, |k, v| {
             headers.insert(k, v);
             Ok(())
         })?;
@@ -334,13 +431,11 @@ impl<A: EdgeApp> EdgeProxy<A> {
         header.insert_header("x-cache-status", "BYPASS")?;
         header.insert_header("x-correlation-id", ctx.correlation_id.as_str())?;
         let small = length.is_some_and(|l| l < config.compression.minimum_size);
-        set_compression(session, &config, ctx.encoding, !is_stream && !small);
-        if length.is_none() && req_is_http11(session) {
+        session.compress(&config.compression, ctx.encoding, !is_stream && !small);
+        if length.is_none() && session.http().req_header().version == http::Version::HTTP_11 {
             header.insert_header("transfer-encoding", "chunked")?;
         }
-        session
-            .write_response_header(Box::new(header), false)
-            .await?;
+        session.send_header(Box::new(header), false).await?;
         loop {
             let frame = if is_stream {
                 match tokio::time::timeout(config.stream_timeout, body.frame()).await {
@@ -359,7 +454,7 @@ impl<A: EdgeApp> EdgeProxy<A> {
                         // answer) ends with its data: one pass through the
                         // writer instead of two.
                         let last = http_body::Body::is_end_stream(&body);
-                        session.write_response_body(Some(data), last).await?;
+                        session.send_body(Some(data), last).await?;
                         if last {
                             return Ok(());
                         }
@@ -372,7 +467,7 @@ impl<A: EdgeApp> EdgeProxy<A> {
                 None => break,
             }
         }
-        session.write_response_body(None, true).await
+        session.send_body(None, true).await
     }
 
     async fn purge(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
@@ -446,10 +541,6 @@ impl<A: EdgeApp> EdgeProxy<A> {
     }
 }
 
-fn req_is_http11(session: &Session) -> bool {
-    session.req_header().version == http::Version::HTTP_11
-}
-
 #[async_trait]
 impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
     type CTX = Ctx;
@@ -476,84 +567,14 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
     }
 
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
-        let req = session.req_header_mut();
-        ctx.encoding = negotiate(
-            req.headers
-                .get("accept-encoding")
-                .and_then(|v| v.to_str().ok()),
-        );
-        // The compression modules pick the first token they support and
-        // ignore q-values: hand them our decision only.
-        match ctx.encoding {
-            Encoding::Identity => {
-                req.remove_header("accept-encoding");
-            }
-            e => {
-                req.insert_header("accept-encoding", e.token())?;
-            }
-        }
-        ctx.correlation_id = req
-            .headers
-            .get("x-correlation-id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-            .map(str::to_owned)
-            .unwrap_or_else(new_correlation_id);
-        Ok(())
+        prepare(session.req_header_mut(), ctx)
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        self.metrics.inflight.inc();
-        let config = ctx.config.clone();
-        let req = session.req_header();
-        ctx.class = config
-            .routes
-            .classify(&req.method, req.uri.path(), &req.headers);
-        ctx.client_ip = client_ip(session, &config);
-        if ctx.class != RouteClass::Health
-            && let Some(ip) = ctx.client_ip
-        {
-            match self.conns.enter(ip, config.conn_limit) {
-                Ok(g) => ctx._conn = g,
-                Err(_) => {
-                    self.metrics.rejected.with_label_values(&["conn"]).inc();
-                    ctx.status = 429;
-                    let body = r#"{"error":"too_many_requests","detail":"too many concurrent requests from this address"}"#.to_owned();
-                    answer(
-                        session,
-                        429,
-                        &[
-                            ("retry-after", "1".into()),
-                            ("x-cache-status", "BYPASS".into()),
-                        ],
-                        body,
-                        true,
-                    )
-                    .await?;
-                    return Ok(true);
-                }
-            }
-            if let Err(wait) = self.rate.check(ip, config.rate, config.burst) {
-                self.metrics.rejected.with_label_values(&["rate"]).inc();
-                ctx.status = 429;
-                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-                let body = format!(
-                    r#"{{"error":"too_many_requests","detail":"rate limit exceeded; retry in {secs} s"}}"#
-                );
-                answer(
-                    session,
-                    429,
-                    &[
-                        ("retry-after", secs.to_string()),
-                        ("x-cache-status", "BYPASS".into()),
-                    ],
-                    body,
-                    true,
-                )
-                .await?;
-                return Ok(true);
-            }
+        if self.admit(session, ctx).await? {
+            return Ok(true);
         }
+        let config = ctx.config.clone();
         let req = session.req_header();
         if req.method == http::Method::POST && req.uri.path() == "/edge/purge" {
             self.purge(session, ctx).await?;
@@ -621,7 +642,7 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
                 Encoding::Identity => {}
             }
         }
-        set_compression(session, &config, ctx.encoding, false);
+        session.compress(&config.compression, ctx.encoding, false);
         Ok(false)
     }
 
@@ -804,14 +825,12 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
-        self.metrics.inflight.dec();
         let status = if ctx.status != 0 {
             ctx.status
         } else {
             session.response_written().map_or(0, |r| r.status.as_u16())
         };
-        self.metrics
-            .observe(ctx.class, status, ctx.start.elapsed().as_secs_f64());
+        self.record(ctx, status);
     }
 }
 

@@ -8,8 +8,10 @@
 
 pub mod app;
 pub mod config;
+mod downstream;
 pub mod edge;
 pub mod encoding;
+mod lanes;
 pub mod limits;
 pub mod metrics;
 mod percore;

@@ -21,7 +21,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora_core::apps::ServerApp;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::raw_connect::ProxyDigest;
 use pingora_core::protocols::{
@@ -37,15 +36,23 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 /// bodies) until a flush or a large write, so that a header and its body
 /// leave in one send; a large body goes out with the held bytes in one
 /// vectored write instead of being copied behind them.
+///
+/// It also reads ahead on request: the edge looks at a request line before
+/// deciding which lane serves the request, and the parser then reads those
+/// bytes from here.
 #[derive(Debug)]
-struct Buffered {
+pub(crate) struct Buffered {
     inner: L4Stream,
     held: Vec<u8>,
     capacity: usize,
+    ahead: bytes::BytesMut,
 }
 
 /// Writes at least this large are not copied into the held bytes.
 const COPY_LIMIT: usize = 4096;
+
+/// How much one read ahead may take: a request head of usual size.
+const READ_AHEAD: usize = 4096;
 
 impl Buffered {
     fn new(inner: L4Stream, capacity: usize) -> Self {
@@ -53,7 +60,25 @@ impl Buffered {
             inner,
             held: Vec::new(),
             capacity,
+            ahead: bytes::BytesMut::new(),
         }
+    }
+
+    /// Whether the client closed: nothing was read ahead by the last
+    /// [`Self::read_ahead`].
+    pub(crate) fn at_end(&self) -> bool {
+        self.ahead.is_empty()
+    }
+
+    /// The bytes read ahead, reading once if there are none; empty at the
+    /// end of the stream.
+    pub(crate) async fn read_ahead(&mut self) -> io::Result<&[u8]> {
+        use tokio::io::AsyncReadExt;
+        if self.ahead.is_empty() {
+            self.ahead.reserve(READ_AHEAD);
+            self.inner.read_buf(&mut self.ahead).await?;
+        }
+        Ok(&self.ahead)
     }
 
     /// Sends the held bytes, together with `tail` in one vectored write
@@ -88,6 +113,12 @@ impl AsyncRead for Buffered {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if !self.ahead.is_empty() {
+            let n = self.ahead.len().min(buf.remaining());
+            buf.put_slice(&self.ahead[..n]);
+            bytes::Buf::advance(&mut self.ahead, n);
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
@@ -175,13 +206,25 @@ impl GetSocketDigest for Buffered {
 #[async_trait]
 impl Peek for Buffered {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        self.inner.try_peek(buf).await
+        let ahead = self.read_ahead().await?;
+        let n = ahead.len().min(buf.len());
+        buf[..n].copy_from_slice(&ahead[..n]);
+        Ok(n == buf.len())
     }
+}
+
+/// What serves the connections a [`PerCoreService`] accepts.
+#[async_trait]
+pub(crate) trait Front: Send + Sync + 'static {
+    /// Serves one connection until it closes or the service stops.
+    async fn serve(self: Arc<Self>, stream: Buffered, shutdown: ShutdownWatch);
+    /// Tells connections idle between requests to stop waiting.
+    async fn cleanup(&self);
 }
 
 /// A Pingora service that serves `app` on `addr` from `threads` threads,
 /// each accepting and serving its own connections.
-pub struct PerCoreService<A> {
+pub(crate) struct PerCoreService<A> {
     pub app: Option<Arc<A>>,
     pub addr: String,
     pub threads: usize,
@@ -245,7 +288,7 @@ fn bind_with_retry(socket: &socket2::Socket, addr: SocketAddr) -> io::Result<()>
     }
 }
 
-async fn serve_thread<A: ServerApp + Send + Sync + 'static>(
+async fn serve_thread<A: Front>(
     app: Arc<A>,
     listener: std::net::TcpListener,
     shutdown: ShutdownWatch,
@@ -270,13 +313,8 @@ async fn serve_thread<A: ServerApp + Send + Sync + 'static>(
                     let digest = SocketDigest::from_raw_fd(stream.as_raw_fd());
                     let _ = digest.peer_addr.set(Some(peer.into()));
                     stream.set_socket_digest(digest);
-                    let stream: pingora_core::protocols::Stream =
-                        Box::new(Buffered::new(stream, write_buffer));
-                    let app = app.clone();
-                    let shutdown = shutdown.clone();
-                    conns.spawn(async move {
-                        app.process_new(stream, &shutdown).await;
-                    });
+                    let stream = Buffered::new(stream, write_buffer);
+                    conns.spawn(app.clone().serve(stream, shutdown.clone()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "edge accept failed");
@@ -303,7 +341,7 @@ async fn serve_thread<A: ServerApp + Send + Sync + 'static>(
 }
 
 #[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> Service for PerCoreService<A> {
+impl<A: Front> Service for PerCoreService<A> {
     async fn start_service(
         &mut self,
         fds: Option<ListenFds>,

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::app::EdgeApp;
 use crate::edge::EdgeProxy;
+use crate::lanes::EdgeFront;
 use crate::percore::PerCoreService;
 
 /// A write buffer as large as typical answers: the header and the body
@@ -110,9 +111,14 @@ impl EdgeHandle {
                     server.add_service(service);
                     let _ = ready_tx.send(Ok(addr));
                 } else {
-                    let app = pingora_proxy::http_proxy(&server.configuration, proxy);
+                    let edge = proxy.clone();
+                    let proxy = pingora_proxy::http_proxy(&server.configuration, proxy);
+                    let front = EdgeFront {
+                        proxy: Arc::new(proxy),
+                        edge,
+                    };
                     server.add_service(PerCoreService {
-                        app: Some(Arc::new(app)),
+                        app: Some(Arc::new(front)),
                         addr: listen.clone(),
                         threads,
                         write_buffer: WRITE_BUFFER,

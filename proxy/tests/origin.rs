@@ -3,6 +3,7 @@
 //! back halfway (streaming partial writes to concurrent readers).
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -22,6 +23,7 @@ use mcpgate_proxy::edge::EdgeProxy;
 use mcpgate_proxy::metrics::EdgeMetrics;
 use mcpgate_proxy::server::EdgeOptions;
 use mcpgate_proxy::{BoxFuture, EdgeApp, EdgeBody, EdgeConfig, EdgeHandle, Generations, Rejection};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::Notify;
 use tower::ServiceExt;
 
@@ -98,11 +100,18 @@ async fn dies(State(s): State<Shared>) -> Response {
         .into_response()
 }
 
+/// A write whose answer is worth compressing.
+async fn big() -> Response {
+    let items: Vec<String> = (0..200).map(|i| format!("item number {i}")).collect();
+    axum::Json(serde_json::json!({ "items": items })).into_response()
+}
+
 fn router(state: Shared) -> Router {
     Router::new()
         .route("/assets/dies.js", get(dies))
         .route("/v1/tools", get(tools))
         .route("/echo", axum::routing::post(echo_headers))
+        .route("/big", axum::routing::post(big))
         .route("/v1/servers", get(echo_headers))
         .route("/assets/slow.js", get(slow))
         .with_state(state)
@@ -376,5 +385,111 @@ async fn a_fill_that_dies_fails_its_readers_and_stores_nothing() {
     assert_eq!(s.origin.slow_calls.load(Ordering::SeqCst), 2);
     s.origin.release.notify_one();
     drop(again);
+    s.stop().await;
+}
+
+/// Sends one request on `c` and reads its answer: the head (lowercased) and
+/// the body, by length or chunked.
+async fn exchange(c: &mut BufReader<tokio::net::TcpStream>, request: &str) -> (String, Vec<u8>) {
+    c.get_mut().write_all(request.as_bytes()).await.unwrap();
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            c.read_line(&mut line).await.unwrap() > 0,
+            "connection closed"
+        );
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line.to_ascii_lowercase());
+    }
+    let mut body = Vec::new();
+    if let Some(len) = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+    {
+        body.resize(len.trim().parse().unwrap(), 0);
+        c.read_exact(&mut body).await.unwrap();
+    } else if head.contains("transfer-encoding: chunked") {
+        loop {
+            let mut size = String::new();
+            c.read_line(&mut size).await.unwrap();
+            let n = usize::from_str_radix(size.trim(), 16).unwrap();
+            let mut chunk = vec![0; n + 2];
+            c.read_exact(&mut chunk).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    }
+    (head, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_and_reads_share_a_keep_alive_connection() {
+    // Writes are served on the bare HTTP/1 session, reads through the proxy:
+    // one connection goes back and forth between them.
+    let s = Setup::start(EdgeConfig::default()).await;
+    let tcp = tokio::net::TcpStream::connect(s.edge.addr).await.unwrap();
+    let mut c = BufReader::new(tcp);
+    let post = "POST /echo HTTP/1.1\r\nhost: t\r\ncontent-length: 2\r\ncontent-type: application/json\r\n\r\n{}";
+    let get = "GET /v1/tools HTTP/1.1\r\nhost: t\r\n\r\n";
+    let expected = [
+        (post, "bypass"),
+        (get, "miss"),
+        (post, "bypass"),
+        (get, "hit"),
+        (post, "bypass"),
+    ];
+    for (i, (request, status)) in expected.into_iter().enumerate() {
+        let (head, body) = exchange(&mut c, request).await;
+        assert!(head.starts_with("http/1.1 200"), "request {i}: {head}");
+        assert!(
+            head.contains(&format!("x-cache-status: {status}\r\n")),
+            "request {i}: {head}"
+        );
+        assert!(!head.contains("connection: close"), "request {i}: {head}");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(v.is_object(), "request {i}");
+    }
+    assert_eq!(s.origin.tools_calls.load(Ordering::SeqCst), 1);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_to_writes_are_compressed_as_negotiated() {
+    let s = Setup::start(EdgeConfig::default()).await;
+    let url = format!("http://{}/big", s.edge.addr);
+    let plain = s.http.post(&url).send().await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain = plain.bytes().await.unwrap();
+    assert!(plain.len() > 500, "{}", plain.len());
+    let r = s
+        .http
+        .post(&url)
+        .header("accept-encoding", "br;q=0, gzip;q=0.8, identity;q=0.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    assert_eq!(cache_status(&r), "BYPASS");
+    let packed = r.bytes().await.unwrap();
+    assert!(packed.len() < plain.len());
+    let mut unpacked = Vec::new();
+    flate2::read::GzDecoder::new(&packed[..])
+        .read_to_end(&mut unpacked)
+        .unwrap();
+    assert_eq!(unpacked, plain);
+    // Small answers are not worth it.
+    let r = s
+        .http
+        .post(format!("http://{}/echo", s.edge.addr))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("content-encoding").is_none());
     s.stop().await;
 }
