@@ -116,6 +116,7 @@ impl<A: EdgeApp> Front for EdgeFront<A> {
     async fn serve(self: Arc<Self>, stream: Buffered, shutdown: ShutdownWatch) {
         let mut stream = Box::new(stream);
         let mut settings: Option<HttpPersistentSettings> = None;
+        let mut first = true;
         loop {
             // The next request is usually there already: only a connection
             // that has to wait watches for a stop (a waiter per request
@@ -127,6 +128,19 @@ impl<A: EdgeApp> Front for EdgeFront<A> {
             let direct = match ready {
                 Some(Ok(direct)) => direct,
                 Some(Err(_)) => return,
+                // A new connection's first request is served even when a
+                // stop comes in meanwhile (it was accepted before the stop).
+                None if first => {
+                    match tokio::time::timeout(
+                        Duration::from_secs(KEEPALIVE_SECS),
+                        stream.read_ahead(),
+                    )
+                    .await
+                    {
+                        Ok(Ok(head)) => takes_direct_lane(head),
+                        _ => return,
+                    }
+                }
                 None => {
                     let mut stop = shutdown.clone();
                     tokio::select! {
@@ -169,6 +183,7 @@ impl<A: EdgeApp> Front for EdgeFront<A> {
             };
             stream = next;
             settings = next_settings;
+            first = false;
         }
     }
 
