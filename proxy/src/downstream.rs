@@ -30,7 +30,11 @@ pub(crate) trait Downstream: Send {
 }
 
 /// The algorithm and level for `encoding`, when it is to be compressed.
-fn chosen(config: &Compression, encoding: Encoding, on: bool) -> Option<(Algorithm, u32)> {
+pub(crate) fn chosen(
+    config: &Compression,
+    encoding: Encoding,
+    on: bool,
+) -> Option<(Algorithm, u32)> {
     if !on || !config.enabled {
         return None;
     }

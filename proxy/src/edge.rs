@@ -20,7 +20,6 @@ use pingora_cache::{
 use pingora_core::modules::http::HttpModules;
 use pingora_core::modules::http::compression::ResponseCompressionBuilder;
 use pingora_core::protocols::http::ServerSession;
-use pingora_core::protocols::http::compression::Algorithm;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -30,7 +29,7 @@ use mcpgate_cache_zones::Zone;
 
 use crate::app::{EdgeApp, Generations};
 use crate::config::EdgeConfig;
-use crate::downstream::Downstream;
+use crate::downstream::{Downstream, chosen};
 use crate::encoding::{Encoding, negotiate};
 use crate::limits::{ConnGuard, ConnLimiter, RateLimiter};
 use crate::metrics::EdgeMetrics;
@@ -167,8 +166,9 @@ async fn answer<D: Downstream>(
     Ok(())
 }
 
-/// How long a refused request's body is read and discarded before closing.
-const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a refused request's body is read and discarded before closing
+/// (the application on its own port lingers as long).
+pub const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Facts read once from the request head: the encoding negotiated (the
 /// request's Accept-Encoding is reduced to it) and the correlation id.
@@ -626,21 +626,11 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
         ctx.scope = Some(scope);
         ctx.zone = Some(zone);
         // Compress once, before the cache: a hit then costs no compression.
-        let c = &config.compression;
         session.upstream_compression.adjust_level(0);
-        if c.enabled {
-            match ctx.encoding {
-                Encoding::Brotli => session
-                    .upstream_compression
-                    .adjust_algorithm_level(Algorithm::Brotli, c.brotli_quality),
-                Encoding::Zstd => session
-                    .upstream_compression
-                    .adjust_algorithm_level(Algorithm::Zstd, c.zstd_level),
-                Encoding::Gzip => session
-                    .upstream_compression
-                    .adjust_algorithm_level(Algorithm::Gzip, c.gzip_level),
-                Encoding::Identity => {}
-            }
+        if let Some((algorithm, level)) = chosen(&config.compression, ctx.encoding, true) {
+            session
+                .upstream_compression
+                .adjust_algorithm_level(algorithm, level);
         }
         session.compress(&config.compression, ctx.encoding, false);
         Ok(false)

@@ -128,21 +128,17 @@ impl<A: EdgeApp> Front for EdgeFront<A> {
             let direct = match ready {
                 Some(Ok(direct)) => direct,
                 Some(Err(_)) => return,
-                // A new connection's first request is served even when a
-                // stop comes in meanwhile (it was accepted before the stop).
-                None if first => {
-                    match tokio::time::timeout(
-                        Duration::from_secs(KEEPALIVE_SECS),
-                        stream.read_ahead(),
-                    )
-                    .await
-                    {
-                        Ok(Ok(head)) => takes_direct_lane(head),
-                        _ => return,
-                    }
-                }
                 None => {
+                    // A new connection's first request is served even when a
+                    // stop comes in meanwhile (it was accepted before the
+                    // stop); an idle keep-alive connection just closes.
                     let mut stop = shutdown.clone();
+                    let stopped = async move {
+                        if first {
+                            std::future::pending::<()>().await;
+                        }
+                        let _ = stop.wait_for(|stop| *stop).await;
+                    };
                     tokio::select! {
                         head = tokio::time::timeout(
                             Duration::from_secs(KEEPALIVE_SECS),
@@ -152,7 +148,7 @@ impl<A: EdgeApp> Front for EdgeFront<A> {
                             // Failed or idle for too long.
                             _ => return,
                         },
-                        _ = stop.wait_for(|stop| *stop) => return,
+                        _ = stopped => return,
                     }
                 }
             };

@@ -28,6 +28,7 @@ use crate::mcp::http::Endpoint;
 use crate::observability::Metrics;
 use crate::registry::Registry;
 use error::ApiError;
+use mcpgate_proxy::edge::LINGER;
 
 /// Shared by every handler. One `Arc`, so the per-request clones axum makes
 /// (one per layer and extractor) cost one reference count, not one per field.
@@ -183,9 +184,6 @@ async fn linger(body: axum::body::Body) {
     })
     .await;
 }
-
-/// How long a refused request's body is read and discarded.
-const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".into())
