@@ -1,14 +1,18 @@
 //! The client side of a request, whichever lane serves it: the proxy's
-//! session (cacheable requests, upgrades, purges; Pingora's modules
-//! compress) or a bare HTTP/1 session (requests that never touch a cache;
-//! compressed here). The code that answers and hands requests to the
-//! application is written once against this trait.
+//! session (cacheable requests, upgrades, purges, anything unusual;
+//! Pingora's modules compress) or the direct lane's own HTTP/1 framing
+//! (plain writes; compressed here). The code that admits requests, answers
+//! them and hands them to the application is written once against this
+//! trait.
+
+use std::net::IpAddr;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use http::HeaderValue;
+use http::header::ACCEPT_ENCODING;
 use pingora_core::modules::http::compression::ResponseCompression;
-use pingora_core::protocols::http::ServerSession;
-use pingora_core::protocols::http::compression::{Algorithm, ResponseCompressionCtx};
+use pingora_core::protocols::http::compression::Algorithm;
 use pingora_error::Result;
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
@@ -18,8 +22,24 @@ use crate::encoding::Encoding;
 
 #[async_trait]
 pub(crate) trait Downstream: Send {
-    fn http(&self) -> &ServerSession;
-    fn http_mut(&mut self) -> &mut ServerSession;
+    /// The request head as the client sent it (with `Accept-Encoding`
+    /// reduced by [`Self::reduce_accept_encoding`]).
+    fn request(&self) -> &http::request::Parts;
+    /// The address of the connection's peer.
+    fn peer(&self) -> Option<IpAddr>;
+    /// Replaces `Accept-Encoding` with the one encoding chosen (none for
+    /// identity): the compressors pick the first token they support and
+    /// ignore q-values.
+    fn reduce_accept_encoding(&mut self, encoding: Encoding) -> Result<()>;
+    /// The request head for the application: a copy, or the head itself
+    /// when the lane needs no more than its method, target and version.
+    fn take_request(&mut self) -> http::request::Parts;
+    /// The next piece of the request body; `None` at its end.
+    async fn read_body(&mut self) -> Result<Option<Bytes>>;
+    /// Reads and discards the rest of the request body.
+    async fn drain_body(&mut self);
+    /// The connection closes after this response.
+    fn close_after(&mut self);
     /// Writes the response header, through the compressor when one is on.
     async fn send_header(&mut self, header: Box<ResponseHeader>, end: bool) -> Result<()>;
     /// Writes body bytes (`None` with `end`: the body is over).
@@ -46,14 +66,59 @@ pub(crate) fn chosen(
     }
 }
 
+/// The `Accept-Encoding` value that stands for `encoding` alone.
+pub(crate) fn accept_encoding(encoding: Encoding) -> Option<HeaderValue> {
+    match encoding {
+        Encoding::Identity => None,
+        e => Some(HeaderValue::from_static(e.token())),
+    }
+}
+
 #[async_trait]
 impl Downstream for Session {
-    fn http(&self) -> &ServerSession {
-        self.as_downstream()
+    fn request(&self) -> &http::request::Parts {
+        self.req_header()
     }
 
-    fn http_mut(&mut self) -> &mut ServerSession {
-        self.as_downstream_mut()
+    fn peer(&self) -> Option<IpAddr> {
+        self.as_downstream()
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+    }
+
+    fn reduce_accept_encoding(&mut self, encoding: Encoding) -> Result<()> {
+        let req = self.req_header_mut();
+        match accept_encoding(encoding) {
+            None => {
+                req.remove_header(&ACCEPT_ENCODING);
+            }
+            Some(v) => req.insert_header(ACCEPT_ENCODING, v)?,
+        }
+        Ok(())
+    }
+
+    fn take_request(&mut self) -> http::request::Parts {
+        // The proxy keeps reading the head (cache, logging): hand over a copy.
+        let req = self.req_header();
+        let (mut parts, ()) = http::Request::new(()).into_parts();
+        parts.method = req.method.clone();
+        parts.uri = req.uri.clone();
+        parts.version = req.version;
+        parts.headers = req.headers.clone();
+        parts
+    }
+
+    async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        self.as_downstream_mut().read_request_body().await
+    }
+
+    async fn drain_body(&mut self) {
+        let _ = self.as_downstream_mut().drain_request_body().await;
+    }
+
+    fn close_after(&mut self) {
+        self.as_downstream_mut().set_keepalive(None);
     }
 
     async fn send_header(&mut self, header: Box<ResponseHeader>, end: bool) -> Result<()> {
@@ -71,64 +136,5 @@ impl Downstream for Session {
                 m.adjust_algorithm_level(algorithm, level);
             }
         }
-    }
-}
-
-/// A request served without the proxy's state machine.
-pub(crate) struct Direct {
-    pub session: ServerSession,
-    /// Built only for a response that is compressed.
-    compression: Option<ResponseCompressionCtx>,
-}
-
-impl Direct {
-    pub fn new(session: ServerSession) -> Self {
-        Direct {
-            session,
-            compression: None,
-        }
-    }
-}
-
-#[async_trait]
-impl Downstream for Direct {
-    fn http(&self) -> &ServerSession {
-        &self.session
-    }
-
-    fn http_mut(&mut self) -> &mut ServerSession {
-        &mut self.session
-    }
-
-    async fn send_header(&mut self, mut header: Box<ResponseHeader>, end: bool) -> Result<()> {
-        if let Some(c) = &mut self.compression {
-            c.response_header_filter(&mut header, end);
-        }
-        self.session.write_response_header(header).await
-    }
-
-    async fn send_body(&mut self, mut body: Option<Bytes>, end: bool) -> Result<()> {
-        if let Some(c) = &mut self.compression
-            && c.is_enabled()
-            && let Some(compressed) = c.response_body_filter(body.as_ref(), end)
-        {
-            body = Some(compressed);
-        }
-        if body.is_none() && !end {
-            return Ok(());
-        }
-        self.session
-            .write_response_body(body.unwrap_or_default(), end)
-            .await
-    }
-
-    fn compress(&mut self, config: &Compression, encoding: Encoding, on: bool) {
-        self.compression = chosen(config, encoding, on).map(|(algorithm, level)| {
-            let mut c = ResponseCompressionCtx::new(0, false, false);
-            c.adjust_algorithm_level(algorithm, level);
-            // Reads Accept-Encoding, already reduced to our one choice.
-            c.request_filter(self.session.req_header());
-            c
-        });
     }
 }

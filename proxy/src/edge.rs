@@ -10,7 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue};
+use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, HOST};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body_util::BodyExt;
 use once_cell::sync::Lazy;
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
@@ -19,7 +20,6 @@ use pingora_cache::{
 };
 use pingora_core::modules::http::HttpModules;
 use pingora_core::modules::http::compression::ResponseCompressionBuilder;
-use pingora_core::protocols::http::ServerSession;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -34,6 +34,12 @@ use crate::encoding::{Encoding, negotiate};
 use crate::limits::{ConnGuard, ConnLimiter, RateLimiter};
 use crate::metrics::EdgeMetrics;
 use crate::routes::RouteClass;
+
+const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 static CACHE_LOCK: Lazy<Box<CacheKeyLockImpl>> =
     Lazy::new(|| CacheLock::new_boxed(Duration::from_secs(10)));
@@ -111,19 +117,14 @@ impl<A: EdgeApp> EdgeProxy<A> {
 
 /// The client's address: the socket peer, or `X-Forwarded-For` when the
 /// peer is a trusted proxy (the rightmost untrusted hop).
-fn client_ip(session: &ServerSession, config: &EdgeConfig) -> Option<IpAddr> {
-    let peer = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip())?;
+fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, config: &EdgeConfig) -> Option<IpAddr> {
+    let peer = peer?;
     let trusted = |ip: &IpAddr| config.trusted_proxies.iter().any(|n| n.contains(ip));
     if !trusted(&peer) {
         return Some(peer);
     }
-    let xff = session
-        .req_header()
-        .headers
-        .get("x-forwarded-for")
+    let xff = headers
+        .get(X_FORWARDED_FOR)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let hops: Vec<IpAddr> = xff
@@ -153,7 +154,7 @@ async fn answer<D: Downstream>(
     }
     if close {
         // An unwanted body is not worth keeping the connection for.
-        session.http_mut().set_keepalive(None);
+        session.close_after();
     }
     session.send_header(Box::new(h), false).await?;
     session.send_body(Some(Bytes::from(body)), true).await?;
@@ -161,7 +162,7 @@ async fn answer<D: Downstream>(
         // Lingering close (as nginx): read and discard what the client is
         // still sending, for a bounded time, so that it gets to read the
         // answer instead of a reset on a write into a closed socket.
-        let _ = tokio::time::timeout(LINGER, session.http_mut().drain_request_body()).await;
+        let _ = tokio::time::timeout(LINGER, session.drain_body()).await;
     }
     Ok(())
 }
@@ -172,40 +173,35 @@ pub const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Facts read once from the request head: the encoding negotiated (the
 /// request's Accept-Encoding is reduced to it) and the correlation id.
-pub(crate) fn prepare(req: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
-    ctx.encoding = negotiate(
-        req.headers
-            .get("accept-encoding")
-            .and_then(|v| v.to_str().ok()),
-    );
-    // The compression modules pick the first token they support and
-    // ignore q-values: hand them our decision only.
-    match ctx.encoding {
-        Encoding::Identity => {
-            req.remove_header("accept-encoding");
-        }
-        e => {
-            req.insert_header("accept-encoding", e.token())?;
-        }
-    }
-    ctx.correlation_id = req
-        .headers
-        .get("x-correlation-id")
+pub(crate) fn prepare<D: Downstream>(session: &mut D, ctx: &mut Ctx) -> Result<()> {
+    let headers = &session.request().headers;
+    ctx.encoding = negotiate(headers.get(ACCEPT_ENCODING).and_then(|v| v.to_str().ok()));
+    ctx.correlation_id = headers
+        .get(X_CORRELATION_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
         .unwrap_or_else(new_correlation_id);
-    Ok(())
+    session.reduce_accept_encoding(ctx.encoding)
 }
 
 /// A unique request id without a system call: a random per-process prefix
-/// and a counter.
+/// and a counter (in hex).
 fn new_correlation_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static PREFIX: Lazy<String> =
         Lazy::new(|| uuid::Uuid::new_v4().simple().to_string()[..16].to_owned());
     static NEXT: AtomicU64 = AtomicU64::new(1);
-    format!("{}-{:x}", *PREFIX, NEXT.fetch_add(1, Ordering::Relaxed))
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
+    let mut id = String::with_capacity(PREFIX.len() + 1 + 16);
+    id.push_str(&PREFIX);
+    id.push('-');
+    for i in (0..digits).rev() {
+        let d = ((n >> (i * 4)) & 0xf) as u8;
+        id.push(char::from(if d < 10 { b'0' + d } else { b'a' + d - 10 }));
+    }
+    id
 }
 
 fn cache_status(session: &Session) -> &'static str {
@@ -220,14 +216,32 @@ fn cache_status(session: &Session) -> &'static str {
     }
 }
 
-/// The headers the application learns the client from, handed to `put`
-/// (no intermediate collection: this runs on every request).
+/// The text of a client address, formatted once per thread for as long as
+/// the same client keeps coming (formatting costs more than the rest of the
+/// forwarding headers together).
+fn ip_text(ip: IpAddr) -> HeaderValue {
+    use std::cell::RefCell;
+    thread_local! {
+        static LAST: RefCell<Option<(IpAddr, HeaderValue)>> = const { RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some((seen, text)) if *seen == ip => text.clone(),
+        _ => {
+            let text = HeaderValue::from_str(&ip.to_string())
+                .expect("an IP address is a valid header value");
+            *last = Some((ip, text.clone()));
+            text
+        }
+    })
+}
+
+/// The headers the application learns the client from, read from the
+/// request's `headers` and handed to `put`.
 fn forwarded_headers(
-    session: &ServerSession,
+    headers: &HeaderMap,
     ctx: &Ctx,
     mut put: impl FnMut(HeaderName, HeaderValue) -> Result<()>,
 ) -> Result<()> {
-    use http::header::HeaderName as N;
     let invalid = |e| {
         Error::because(
             pingora_error::ErrorType::InvalidHTTPHeader,
@@ -235,35 +249,33 @@ fn forwarded_headers(
             e,
         )
     };
-    let req = session.req_header();
-    put(
-        N::from_static("x-correlation-id"),
-        HeaderValue::from_str(&ctx.correlation_id).map_err(invalid)?,
-    )?;
-    put(
-        N::from_static("x-forwarded-proto"),
-        HeaderValue::from_static("http"),
-    )?;
-    if let Some(ip) = ctx.client_ip {
-        let ip = ip.to_string();
-        let xff = match req.headers.get("x-forwarded-for").map(|v| v.as_bytes()) {
-            Some(prev) => {
-                let mut v = Vec::with_capacity(prev.len() + 2 + ip.len());
-                v.extend_from_slice(prev);
-                v.extend_from_slice(b", ");
-                v.extend_from_slice(ip.as_bytes());
-                HeaderValue::from_bytes(&v).map_err(invalid)?
-            }
-            None => HeaderValue::from_str(&ip).map_err(invalid)?,
-        };
-        put(
-            N::from_static("x-real-ip"),
-            HeaderValue::from_str(&ip).map_err(invalid)?,
-        )?;
-        put(N::from_static("x-forwarded-for"), xff)?;
+    let correlation = HeaderValue::from_str(&ctx.correlation_id).map_err(invalid)?;
+    let host = headers.get(HOST).cloned();
+    let client = match ctx.client_ip {
+        Some(ip) => {
+            let text = ip_text(ip);
+            let xff = match headers.get(X_FORWARDED_FOR).map(|v| v.as_bytes()) {
+                Some(prev) => {
+                    let mut v = Vec::with_capacity(prev.len() + 2 + text.len());
+                    v.extend_from_slice(prev);
+                    v.extend_from_slice(b", ");
+                    v.extend_from_slice(text.as_bytes());
+                    HeaderValue::from_bytes(&v).map_err(invalid)?
+                }
+                None => text.clone(),
+            };
+            Some((text, xff))
+        }
+        None => None,
+    };
+    put(X_CORRELATION_ID, correlation)?;
+    put(X_FORWARDED_PROTO, HeaderValue::from_static("http"))?;
+    if let Some((real, xff)) = client {
+        put(X_REAL_IP, real)?;
+        put(X_FORWARDED_FOR, xff)?;
     }
-    if let Some(host) = req.headers.get("host") {
-        put(N::from_static("x-forwarded-host"), host.clone())?;
+    if let Some(host) = host {
+        put(X_FORWARDED_HOST, host)?;
     }
     Ok(())
 }
@@ -287,12 +299,12 @@ impl<A: EdgeApp> EdgeProxy<A> {
         ctx: &mut Ctx,
     ) -> Result<bool> {
         self.metrics.inflight.inc();
-        let config = ctx.config.clone();
-        let req = session.http().req_header();
+        let config = &*ctx.config;
+        let req = session.request();
         ctx.class = config
             .routes
             .classify(&req.method, req.uri.path(), &req.headers);
-        ctx.client_ip = client_ip(session.http(), &config);
+        ctx.client_ip = client_ip(session.peer(), &req.headers, config);
         if ctx.class != RouteClass::Health
             && let Some(ip) = ctx.client_ip
         {
@@ -375,24 +387,19 @@ impl<A: EdgeApp> EdgeProxy<A> {
     ) -> Result<()> {
         let config = ctx.config.clone();
         // A declared length over the limit is refused before reading a byte.
-        let declared = session
-            .http()
-            .req_header()
-            .headers
-            .get("content-length")
-            .and_then(|v| {
-                std::str::from_utf8(v.as_bytes())
-                    .ok()?
-                    .parse::<usize>()
-                    .ok()
-            });
+        let declared = session.request().headers.get(CONTENT_LENGTH).and_then(|v| {
+            std::str::from_utf8(v.as_bytes())
+                .ok()?
+                .parse::<usize>()
+                .ok()
+        });
         if declared.is_some_and(|n| n > config.max_body_bytes) {
             return self.too_large(session, ctx).await;
         }
         // One chunk (the usual case) is handed over as is, without a copy.
         let mut chunks: Vec<Bytes> = Vec::new();
         let mut total = 0;
-        while let Some(chunk) = session.http_mut().read_request_body().await? {
+        while let Some(chunk) = session.read_body().await? {
             total += chunk.len();
             if total > config.max_body_bytes {
                 return self.too_large(session, ctx).await;
@@ -403,17 +410,17 @@ impl<A: EdgeApp> EdgeProxy<A> {
             1 => chunks.pop().unwrap_or_default(),
             _ => Bytes::from(chunks.concat()),
         };
-        let req = session.http().req_header();
-        let mut request = http::Request::new(body);
-        *request.method_mut() = req.method.clone();
-        *request.uri_mut() = req.uri.clone();
-        *request.version_mut() = req.version;
-        let mut headers = req.headers.clone();
-        forwarded_headers(session.http(), ctx, |k, v| {
-            headers.insert(k, v);
+        let mut parts = session.take_request();
+        let version = parts.version;
+        let mut extra = Vec::with_capacity(5);
+        forwarded_headers(&parts.headers, ctx, |k, v| {
+            extra.push((k, v));
             Ok(())
         })?;
-        *request.headers_mut() = headers;
+        for (k, v) in extra {
+            parts.headers.insert(k, v);
+        }
+        let request = http::Request::from_parts(parts, body);
         let response = self.app.call(request).await;
         let (parts, mut body) = response.into_parts();
         ctx.status = parts.status.as_u16();
@@ -432,7 +439,7 @@ impl<A: EdgeApp> EdgeProxy<A> {
         header.insert_header("x-correlation-id", ctx.correlation_id.as_str())?;
         let small = length.is_some_and(|l| l < config.compression.minimum_size);
         session.compress(&config.compression, ctx.encoding, !is_stream && !small);
-        if length.is_none() && session.http().req_header().version == http::Version::HTTP_11 {
+        if length.is_none() && version == http::Version::HTTP_11 {
             header.insert_header("transfer-encoding", "chunked")?;
         }
         session.send_header(Box::new(header), false).await?;
@@ -567,7 +574,7 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
     }
 
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
-        prepare(session.req_header_mut(), ctx)
+        prepare(session, ctx)
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
@@ -689,7 +696,9 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        forwarded_headers(session, ctx, |k, v| upstream.insert_header(k, v))?;
+        forwarded_headers(&session.req_header().headers, ctx, |k, v| {
+            upstream.insert_header(k, v)
+        })?;
         if ctx.zone.is_some() {
             // Accept-Encoding stays (already reduced to our choice): the
             // pre-cache compressor reads it from this request.

@@ -1,18 +1,13 @@
-//! Two lanes through the edge, chosen per request from its request line.
+//! Two lanes through the edge, chosen per request from its head.
 //!
-//! A write (POST, PUT, PATCH, DELETE) can never be answered from a cache:
-//! it is read and answered on Pingora's bare HTTP/1 session and handed to
-//! the application in-process, with the same classification, limits,
-//! forwarding headers, compression and metrics as on the proxy. Everything
-//! else (reads that may be cached, WebSocket upgrades, the purge endpoint)
-//! goes through Pingora's proxy state machine. Why: that machine costs
-//! about 5 µs per request before any work is done (measured on this
-//! project's load test: 16 µs of CPU to answer a fixed body from
-//! `request_filter` against 11 µs on the bare session), which is a third of
-//! the cost of a whole MCP call through the edge.
+//! Plain writes are read and answered by the direct lane ([`crate::direct`])
+//! and handed to the application in-process; everything else (reads that
+//! may be cached, WebSocket upgrades, the purge endpoint, unusual framing)
+//! goes through Pingora's proxy state machine. One keep-alive connection
+//! moves between the lanes from one request to the next.
 //!
-//! The lane is decided before the head is parsed, by looking at the bytes
-//! read ahead; the parser then reads those same bytes.
+//! The lane is decided from the bytes read ahead; the proxy's parser then
+//! reads those same bytes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,9 +20,10 @@ use pingora_core::protocols::http::ServerSession;
 use pingora_core::server::ShutdownWatch;
 use pingora_error::{ErrorSource, ErrorType};
 use pingora_proxy::{HttpProxy, ProxyHttp};
+use tokio::io::AsyncWriteExt;
 
 use crate::app::EdgeApp;
-use crate::downstream::Direct;
+use crate::direct::{DirectSession, Plan, plan};
 use crate::edge::{EdgeProxy, prepare};
 use crate::percore::{Buffered, Front};
 
@@ -40,48 +36,32 @@ pub(crate) struct EdgeFront<A: EdgeApp> {
     pub edge: EdgeProxy<A>,
 }
 
-/// Whether the request starting with `head` takes the direct lane: a write
-/// in origin form, other than the purge endpoint. Anything unusual or not
-/// yet readable takes the proxy, which handles every case.
-fn takes_direct_lane(head: &[u8]) -> bool {
-    let mut parts = head.splitn(3, |b| *b == b' ');
-    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
-        return false;
-    };
-    matches!(method, b"POST" | b"PUT" | b"PATCH" | b"DELETE")
-        && target.starts_with(b"/")
-        && !target.starts_with(b"/edge/purge")
-}
-
 type Reused = (Stream, Option<HttpPersistentSettings>);
 
 impl<A: EdgeApp> EdgeFront<A> {
-    /// Serves one request on the direct lane; the connection back when it
-    /// may carry another.
-    async fn direct(&self, mut session: ServerSession) -> Option<Reused> {
-        match session.read_request().await {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(e) => {
-                if matches!(e.etype, ErrorType::InvalidHTTPHeader) {
-                    let _ = session.respond_error(400).await;
-                }
-                session.shutdown().await;
-                return None;
-            }
-        }
+    /// Serves one request on the direct lane; whether the connection may
+    /// carry another.
+    async fn direct(&self, stream: &mut Buffered, plan: Plan, closing: bool) -> bool {
         let edge = &self.edge;
         let mut ctx = edge.new_ctx();
-        let mut d = Direct::new(session);
+        let mut d = match DirectSession::new(stream, plan, closing) {
+            Ok(d) => d,
+            Err(e) => {
+                // A head httparse took but `http` does not (an odd target).
+                tracing::debug!(error = %e, "edge request refused");
+                let _ = stream.write_all(BAD_REQUEST).await;
+                let _ = stream.flush().await;
+                return false;
+            }
+        };
         let served = async {
-            prepare(d.session.req_header_mut(), &mut ctx)?;
+            prepare(&mut d, &mut ctx)?;
             if !edge.admit(&mut d, &mut ctx).await? {
                 edge.serve_in_process(&mut d, &mut ctx).await?;
             }
             Ok::<_, Box<pingora_error::Error>>(())
         }
         .await;
-        let answered = d.session.response_written().map(|r| r.status.as_u16());
         if let Err(e) = served {
             // As the proxy does: an error status when nothing was sent yet,
             // then the connection closes.
@@ -91,25 +71,25 @@ impl<A: EdgeApp> EdgeFront<A> {
                 _ => 500,
             };
             tracing::debug!(error = %e, "edge request failed");
+            let answered = d.status;
             if answered.is_none() {
-                let _ = d.session.respond_error(status).await;
+                d.respond_error(status).await;
             }
             edge.record(&ctx, answered.unwrap_or(status));
-            d.session.shutdown().await;
-            return None;
+            return false;
         }
         let status = match ctx.status {
-            0 => answered.unwrap_or(0),
+            0 => d.status.unwrap_or(0),
             s => s,
         };
         edge.record(&ctx, status);
-        let settings = HttpPersistentSettings::for_session(&d.session);
-        match d.session.finish().await {
-            Ok(Some(reusable)) => Some((reusable.into_parts().0, Some(settings))),
-            _ => None,
-        }
+        d.reusable()
     }
 }
+
+/// The answer to a head the direct lane cannot make a request of.
+const BAD_REQUEST: &[u8] =
+    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
 #[async_trait]
 impl<A: EdgeApp> Front for EdgeFront<A> {
@@ -124,9 +104,9 @@ impl<A: EdgeApp> Front for EdgeFront<A> {
             let ready = stream
                 .read_ahead()
                 .now_or_never()
-                .map(|head| head.map(takes_direct_lane));
-            let direct = match ready {
-                Some(Ok(direct)) => direct,
+                .map(|head| head.map(plan));
+            let planned = match ready {
+                Some(Ok(planned)) => planned,
                 Some(Err(_)) => return,
                 None => {
                     // A new connection's first request is served even when a
@@ -144,7 +124,7 @@ impl<A: EdgeApp> Front for EdgeFront<A> {
                             Duration::from_secs(KEEPALIVE_SECS),
                             stream.read_ahead(),
                         ) => match head {
-                            Ok(Ok(head)) => takes_direct_lane(head),
+                            Ok(Ok(head)) => plan(head),
                             // Failed or idle for too long.
                             _ => return,
                         },
@@ -155,6 +135,16 @@ impl<A: EdgeApp> Front for EdgeFront<A> {
             if stream.at_end() {
                 return;
             }
+            if let Some(plan) = planned {
+                let closing = *shutdown.borrow();
+                if !self.direct(&mut stream, plan, closing).await {
+                    let _ = AsyncWriteExt::shutdown(&mut *stream).await;
+                    return;
+                }
+                settings = None;
+                first = false;
+                continue;
+            }
             let mut session = ServerSession::new_http1(stream);
             match settings.take() {
                 Some(s) => s.apply_to_session(&mut session),
@@ -163,14 +153,11 @@ impl<A: EdgeApp> Front for EdgeFront<A> {
             if *shutdown.borrow() {
                 session.set_keepalive(None);
             }
-            let reused = if direct {
-                self.direct(session).await
-            } else {
-                self.proxy
-                    .process_new_http(session, &shutdown)
-                    .await
-                    .map(|r| r.consume())
-            };
+            let reused: Option<Reused> = self
+                .proxy
+                .process_new_http(session, &shutdown)
+                .await
+                .map(|r| r.consume());
             let Some((next, next_settings)) = reused else {
                 return;
             };
@@ -185,40 +172,5 @@ impl<A: EdgeApp> Front for EdgeFront<A> {
 
     async fn cleanup(&self) {
         self.proxy.http_cleanup().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::takes_direct_lane;
-
-    #[test]
-    fn writes_take_the_direct_lane_and_everything_else_the_proxy() {
-        for head in [
-            &b"POST /rpc HTTP/1.1\r\nHost: a\r\n\r\n"[..],
-            b"PUT /v1/tools/1 HTTP/1.1\r\n",
-            b"PATCH /v1/tools/1 HTTP/1.1\r\n",
-            b"DELETE /v1/tools/1 HTTP/1.1\r\n",
-            b"POST /servers/x/mcp HTTP/1.1\r\n",
-        ] {
-            assert!(takes_direct_lane(head), "{}", String::from_utf8_lossy(head));
-        }
-        for head in [
-            &b"GET /v1/tools HTTP/1.1\r\n"[..],
-            b"HEAD /v1/tools HTTP/1.1\r\n",
-            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n",
-            b"POST /edge/purge?zone=api HTTP/1.1\r\n",
-            b"POST http://a/rpc HTTP/1.1\r\n",
-            b"POS",
-            b"POST",
-            b"post /rpc HTTP/1.1\r\n",
-            b"",
-        ] {
-            assert!(
-                !takes_direct_lane(head),
-                "{}",
-                String::from_utf8_lossy(head)
-            );
-        }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod config;
+mod direct;
 mod downstream;
 pub mod edge;
 pub mod encoding;

@@ -46,6 +46,8 @@ pub(crate) struct Buffered {
     held: Vec<u8>,
     capacity: usize,
     ahead: bytes::BytesMut,
+    /// The client's address, from the accept.
+    pub(crate) peer: SocketAddr,
 }
 
 /// Writes at least this large are not copied into the held bytes.
@@ -55,13 +57,25 @@ const COPY_LIMIT: usize = 4096;
 const READ_AHEAD: usize = 4096;
 
 impl Buffered {
-    fn new(inner: L4Stream, capacity: usize) -> Self {
+    fn new(inner: L4Stream, capacity: usize, peer: SocketAddr) -> Self {
         Buffered {
             inner,
             held: Vec::new(),
             capacity,
             ahead: bytes::BytesMut::new(),
+            peer,
         }
+    }
+
+    /// How many bytes are read ahead and not taken yet.
+    pub(crate) fn ahead_len(&self) -> usize {
+        self.ahead.len()
+    }
+
+    /// Takes the first `n` bytes read ahead (at most as many as there are).
+    pub(crate) fn take_ahead(&mut self, n: usize) -> bytes::Bytes {
+        let n = n.min(self.ahead.len());
+        self.ahead.split_to(n).freeze()
     }
 
     /// Whether the client closed: nothing was read ahead by the last
@@ -313,7 +327,7 @@ async fn serve_thread<A: Front>(
                     let digest = SocketDigest::from_raw_fd(stream.as_raw_fd());
                     let _ = digest.peer_addr.set(Some(peer.into()));
                     stream.set_socket_digest(digest);
-                    let stream = Buffered::new(stream, write_buffer);
+                    let stream = Buffered::new(stream, write_buffer, peer);
                     conns.spawn(app.clone().serve(stream, shutdown.clone()));
                 }
                 Err(e) => {
@@ -472,8 +486,9 @@ mod tests {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let c = tokio::net::TcpStream::connect(l.local_addr().unwrap());
         let (c, a) = tokio::join!(c, l.accept());
+        let (a, peer) = a.unwrap();
         (
-            Buffered::new(L4Stream::from(a.unwrap().0), 64 * 1024),
+            Buffered::new(L4Stream::from(a), 64 * 1024, peer),
             c.unwrap(),
         )
     }
