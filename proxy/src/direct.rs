@@ -129,7 +129,8 @@ impl Plan {
         parts.method = self.method;
         parts.uri = Uri::from_maybe_shared(head.slice(self.target)).map_err(bad)?;
         parts.version = Version::HTTP_11;
-        parts.headers.reserve(self.headers.len());
+        // Room for the forwarding headers the edge adds.
+        parts.headers.reserve(self.headers.len() + 6);
         for (name, value) in self.headers {
             let value = HeaderValue::from_maybe_shared(head.slice(value)).map_err(bad)?;
             parts.headers.append(name, value);
@@ -315,23 +316,11 @@ impl Downstream for DirectSession<'_> {
         let status = header.status;
         let bodiless =
             end || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
-        let chunked = !bodiless
-            && (header.headers.contains_key(TRANSFER_ENCODING)
-                || !header.headers.contains_key(CONTENT_LENGTH));
-        if chunked {
-            header.insert_header(TRANSFER_ENCODING, "chunked")?;
-        }
-        // As Pingora's session does.
-        header.insert_header(DATE, get_cached_date())?;
-        header.insert_header(
-            CONNECTION,
-            if self.keepalive {
-                "keep-alive"
-            } else {
-                "close"
-            },
-        )?;
-        let mut wire = Vec::with_capacity(512);
+        let chunked = !bodiless && !header.headers.contains_key(CONTENT_LENGTH);
+        // Written here from the header map (names as the map holds them,
+        // lowercase, as hyper writes them); framing, date and connection as
+        // Pingora's session sets them.
+        let mut wire = Vec::with_capacity(256 + 64 * header.headers.len());
         wire.put_slice(b"HTTP/1.1 ");
         wire.put_slice(status.as_str().as_bytes());
         wire.put_u8(b' ');
@@ -339,8 +328,25 @@ impl Downstream for DirectSession<'_> {
             wire.put_slice(reason.as_bytes());
         }
         wire.put_slice(b"\r\n");
-        header.header_to_h1_wire(&mut wire);
-        wire.put_slice(b"\r\n");
+        for (name, value) in header.headers.iter() {
+            if name == TRANSFER_ENCODING || name == CONNECTION || name == DATE {
+                continue;
+            }
+            wire.put_slice(name.as_str().as_bytes());
+            wire.put_slice(b": ");
+            wire.put_slice(value.as_bytes());
+            wire.put_slice(b"\r\n");
+        }
+        if chunked {
+            wire.put_slice(b"transfer-encoding: chunked\r\n");
+        }
+        wire.put_slice(b"date: ");
+        wire.put_slice(get_cached_date().as_bytes());
+        wire.put_slice(if self.keepalive {
+            b"\r\nconnection: keep-alive\r\n\r\n".as_slice()
+        } else {
+            b"\r\nconnection: close\r\n\r\n".as_slice()
+        });
         self.write(&wire).await?;
         self.status = Some(status.as_u16());
         self.framing = if bodiless {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, HOST};
+use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body_util::BodyExt;
 use once_cell::sync::Lazy;
@@ -35,6 +35,7 @@ use crate::limits::{ConnGuard, ConnLimiter, RateLimiter};
 use crate::metrics::EdgeMetrics;
 use crate::routes::RouteClass;
 
+const X_CACHE_STATUS: HeaderName = HeaderName::from_static("x-cache-status");
 const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -50,7 +51,7 @@ pub struct Ctx {
     class: RouteClass,
     encoding: Encoding,
     client_ip: Option<IpAddr>,
-    correlation_id: String,
+    correlation_id: HeaderValue,
     scope: Option<String>,
     zone: Option<&'static Zone>,
     /// The lookup found an expired entry (nginx's EXPIRED when the refresh
@@ -178,16 +179,18 @@ pub(crate) fn prepare<D: Downstream>(session: &mut D, ctx: &mut Ctx) -> Result<(
     ctx.encoding = negotiate(headers.get(ACCEPT_ENCODING).and_then(|v| v.to_str().ok()));
     ctx.correlation_id = headers
         .get(X_CORRELATION_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
+        .filter(|v| {
+            let v = v.as_bytes();
+            !v.is_empty() && v.len() <= 128 && v.iter().all(u8::is_ascii_graphic)
+        })
+        .cloned()
         .unwrap_or_else(new_correlation_id);
     session.reduce_accept_encoding(ctx.encoding)
 }
 
 /// A unique request id without a system call: a random per-process prefix
 /// and a counter (in hex).
-fn new_correlation_id() -> String {
+fn new_correlation_id() -> HeaderValue {
     use std::sync::atomic::{AtomicU64, Ordering};
     static PREFIX: Lazy<String> =
         Lazy::new(|| uuid::Uuid::new_v4().simple().to_string()[..16].to_owned());
@@ -201,7 +204,7 @@ fn new_correlation_id() -> String {
         let d = ((n >> (i * 4)) & 0xf) as u8;
         id.push(char::from(if d < 10 { b'0' + d } else { b'a' + d - 10 }));
     }
-    id
+    HeaderValue::try_from(id).expect("hex digits are a valid header value")
 }
 
 fn cache_status(session: &Session) -> &'static str {
@@ -249,7 +252,7 @@ fn forwarded_headers(
             e,
         )
     };
-    let correlation = HeaderValue::from_str(&ctx.correlation_id).map_err(invalid)?;
+    let correlation = ctx.correlation_id.clone();
     let host = headers.get(HOST).cloned();
     let client = match ctx.client_ip {
         Some(ip) => {
@@ -371,7 +374,10 @@ impl<A: EdgeApp> EdgeProxy<A> {
             413,
             &[
                 ("x-cache-status", "BYPASS".into()),
-                ("x-correlation-id", ctx.correlation_id.clone()),
+                (
+                    "x-correlation-id",
+                    ctx.correlation_id.to_str().unwrap_or("").to_owned(),
+                ),
             ],
             msg,
             true,
@@ -411,7 +417,7 @@ impl<A: EdgeApp> EdgeProxy<A> {
             _ => Bytes::from(chunks.concat()),
         };
         let mut parts = session.take_request();
-        let version = parts.version;
+        let (version, method) = (parts.version, parts.method.clone());
         let mut extra = Vec::with_capacity(5);
         forwarded_headers(&parts.headers, ctx, |k, v| {
             extra.push((k, v));
@@ -422,21 +428,34 @@ impl<A: EdgeApp> EdgeProxy<A> {
         }
         let request = http::Request::from_parts(parts, body);
         let response = self.app.call(request).await;
-        let (parts, mut body) = response.into_parts();
+        let (mut parts, mut body) = response.into_parts();
         ctx.status = parts.status.as_u16();
         let is_stream = parts
             .headers
-            .get("content-type")
+            .get(CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-        let length: Option<usize> = parts
+        let mut length: Option<usize> = parts
             .headers
-            .get("content-length")
+            .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
+        if length.is_none()
+            && method != http::Method::HEAD
+            && let Some(n) = http_body::Body::size_hint(&body).exact()
+        {
+            // A body that knows its size is sent with it (as hyper does),
+            // not chunked.
+            parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
+            length = usize::try_from(n).ok();
+        }
+        parts
+            .headers
+            .insert(X_CACHE_STATUS, HeaderValue::from_static("BYPASS"));
+        parts
+            .headers
+            .insert(X_CORRELATION_ID, ctx.correlation_id.clone());
         // The application's header moves over whole, without a copy.
         let mut header = ResponseHeader::from(parts);
-        header.insert_header("x-cache-status", "BYPASS")?;
-        header.insert_header("x-correlation-id", ctx.correlation_id.as_str())?;
         let small = length.is_some_and(|l| l < config.compression.minimum_size);
         session.compress(&config.compression, ctx.encoding, !is_stream && !small);
         if length.is_none() && version == http::Version::HTTP_11 {
@@ -558,7 +577,7 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
             class: RouteClass::Bypass,
             encoding: Encoding::Identity,
             client_ip: None,
-            correlation_id: String::new(),
+            correlation_id: HeaderValue::from_static(""),
             scope: None,
             zone: None,
             found_expired: false,
@@ -818,7 +837,7 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
             resp.insert_header("vary", "Accept-Encoding")?;
         }
         resp.insert_header("x-cache-status", status)?;
-        resp.insert_header("x-correlation-id", ctx.correlation_id.as_str())?;
+        resp.insert_header("x-correlation-id", ctx.correlation_id.clone())?;
         ctx.status = resp.status.as_u16();
         Ok(())
     }

@@ -100,6 +100,11 @@ async fn dies(State(s): State<Shared>) -> Response {
         .into_response()
 }
 
+/// Answers with the body it was given.
+async fn echo_body(body: Bytes) -> Response {
+    ([("content-type", "application/octet-stream")], body).into_response()
+}
+
 /// A write whose answer is worth compressing.
 async fn big() -> Response {
     let items: Vec<String> = (0..200).map(|i| format!("item number {i}")).collect();
@@ -112,6 +117,7 @@ fn router(state: Shared) -> Router {
         .route("/v1/tools", get(tools))
         .route("/echo", axum::routing::post(echo_headers))
         .route("/big", axum::routing::post(big))
+        .route("/body", axum::routing::post(echo_body))
         .route("/v1/servers", get(echo_headers))
         .route("/assets/slow.js", get(slow))
         .with_state(state)
@@ -392,6 +398,11 @@ async fn a_fill_that_dies_fails_its_readers_and_stores_nothing() {
 /// the body, by length or chunked.
 async fn exchange(c: &mut BufReader<tokio::net::TcpStream>, request: &str) -> (String, Vec<u8>) {
     c.get_mut().write_all(request.as_bytes()).await.unwrap();
+    answer(c).await
+}
+
+/// Reads one answer from `c`.
+async fn answer(c: &mut BufReader<tokio::net::TcpStream>) -> (String, Vec<u8>) {
     let mut head = String::new();
     loop {
         let mut line = String::new();
@@ -427,10 +438,161 @@ async fn exchange(c: &mut BufReader<tokio::net::TcpStream>, request: &str) -> (S
     (head, body)
 }
 
+/// Whether the server closed `c` (after all it sent was read).
+async fn closed(c: &mut BufReader<tokio::net::TcpStream>) -> bool {
+    let mut rest = Vec::new();
+    matches!(
+        tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut rest)).await,
+        Ok(Ok(0))
+    )
+}
+
+async fn connect(s: &Setup) -> BufReader<tokio::net::TcpStream> {
+    BufReader::new(tokio::net::TcpStream::connect(s.edge.addr).await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_writes_are_answered_in_order() {
+    let s = Setup::start(EdgeConfig::default()).await;
+    let mut c = connect(&s).await;
+    let post = |body: &str| {
+        format!(
+            "POST /body HTTP/1.1\r\nhost: t\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    // Three requests in one write; the last one's head is cut short.
+    let all = format!("{}{}{}", post("first"), post("second"), post("third"));
+    let cut = all.len() - 12;
+    c.get_mut().write_all(&all.as_bytes()[..cut]).await.unwrap();
+    for expected in ["first", "second"] {
+        let (head, body) = answer(&mut c).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert_eq!(body, expected.as_bytes());
+    }
+    c.get_mut().write_all(&all.as_bytes()[cut..]).await.unwrap();
+    let (head, body) = answer(&mut c).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: keep-alive"), "{head}");
+    assert_eq!(body, b"third");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_larger_than_one_read_arrives_whole() {
+    let s = Setup::start(EdgeConfig::default()).await;
+    let mut c = connect(&s).await;
+    let body: String = (0..200_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let request = format!(
+        "POST /body HTTP/1.1\r\nhost: t\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    c.get_mut().write_all(request.as_bytes()).await.unwrap();
+    // The body in pieces, the last one after the server had to wait.
+    for piece in body.as_bytes().chunks(65_536) {
+        c.get_mut().write_all(piece).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    let (head, got) = answer(&mut c).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(got.len(), body.len());
+    assert!(got == body.as_bytes());
+    // The connection carries on.
+    let (head, got) = exchange(
+        &mut c,
+        "POST /body HTTP/1.1\r\nhost: t\r\ncontent-length: 2\r\n\r\nok",
+    )
+    .await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(got, b"ok");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_close_is_honoured_on_writes() {
+    let s = Setup::start(EdgeConfig::default()).await;
+    let mut c = connect(&s).await;
+    let (head, body) = exchange(
+        &mut c,
+        "POST /body HTTP/1.1\r\nhost: t\r\nconnection: close\r\ncontent-length: 3\r\n\r\nbye",
+    )
+    .await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert_eq!(body, b"bye");
+    assert!(closed(&mut c).await, "the edge closes after the answer");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusual_writes_take_the_proxy_and_are_answered_alike() {
+    let s = Setup::start(EdgeConfig::default()).await;
+    let mut c = connect(&s).await;
+    // A chunked body, then a plain one, on one connection.
+    let (head, body) = exchange(
+        &mut c,
+        "POST /body HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("x-cache-status: bypass"), "{head}");
+    assert_eq!(body, b"abcde");
+    let (head, body) = exchange(
+        &mut c,
+        "POST /body HTTP/1.1\r\nhost: t\r\ncontent-length: 2\r\n\r\nfg",
+    )
+    .await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("x-cache-status: bypass"), "{head}");
+    assert_eq!(body, b"fg");
+    // HTTP/1.0.
+    let mut c = connect(&s).await;
+    let (head, body) = exchange(
+        &mut c,
+        "POST /body HTTP/1.0\r\nhost: t\r\ncontent-length: 2\r\n\r\nhi",
+    )
+    .await;
+    assert!(
+        head.starts_with("http/1.") && head.contains(" 200 "),
+        "{head}"
+    );
+    assert_eq!(body, b"hi");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_cut_short_is_not_handed_over() {
+    let s = Setup::start(EdgeConfig::default()).await;
+    let mut c = connect(&s).await;
+    c.get_mut()
+        .write_all(b"POST /body HTTP/1.1\r\nhost: t\r\ncontent-length: 10\r\n\r\nabc")
+        .await
+        .unwrap();
+    c.get_mut().shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).await.unwrap();
+    let text = String::from_utf8_lossy(&rest);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(!text.contains("abc"), "{text}");
+    // A target that httparse takes but is not a URI.
+    let mut c = connect(&s).await;
+    c.get_mut()
+        .write_all(b"POST /a<b HTTP/1.1\r\nhost: t\r\ncontent-length: 0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).await.unwrap();
+    let text = String::from_utf8_lossy(&rest);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_and_reads_share_a_keep_alive_connection() {
-    // Writes are served on the bare HTTP/1 session, reads through the proxy:
-    // one connection goes back and forth between them.
+    // Writes are served on the direct lane, reads through the proxy: one
+    // connection goes back and forth between them.
     let s = Setup::start(EdgeConfig::default()).await;
     let tcp = tokio::net::TcpStream::connect(s.edge.addr).await.unwrap();
     let mut c = BufReader::new(tcp);
