@@ -27,15 +27,15 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{
     ACCEPT_ENCODING, CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING, UPGRADE,
 };
-use http::{HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
+use http::{HeaderName, HeaderValue, Method, Uri, Version};
 use pingora_core::protocols::http::compression::ResponseCompressionCtx;
 use pingora_core::protocols::http::date::get_cached_date;
-use pingora_error::{Error, ErrorType, OrErr, Result};
+use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::Compression;
-use crate::downstream::{Downstream, accept_encoding, chosen};
+use crate::downstream::{Downstream, accept_encoding, bodiless, chosen, request_parts};
 use crate::encoding::Encoding;
 use crate::percore::Buffered;
 
@@ -44,6 +44,9 @@ const MAX_HEADERS: usize = 64;
 
 /// How long a request body may take to arrive once its head has.
 const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A body still on its way is read in steps of at most this much.
+const READ_CHUNK: usize = 64 * 1024;
 
 /// A request the direct lane serves, found in the bytes read ahead: where
 /// its parts are in those bytes.
@@ -142,8 +145,8 @@ impl Plan {
 enum Framing {
     /// Nothing sent yet.
     Unsent,
-    /// A body of a declared length (or none).
-    Plain,
+    /// A body of a declared length: how much of it is still to come.
+    Plain(u64),
     Chunked,
     /// The response is complete.
     Done,
@@ -188,6 +191,7 @@ impl<'a> DirectSession<'a> {
     /// closes.
     pub async fn respond_error(&mut self, status: u16) {
         self.keepalive = false;
+        self.compression = None;
         let Ok(mut h) = ResponseHeader::build(status, Some(1)) else {
             return;
         };
@@ -197,20 +201,16 @@ impl<'a> DirectSession<'a> {
     }
 
     async fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        self.stream
-            .write_all(bytes)
-            .await
-            .or_err(ErrorType::WriteError, "writing the response")
-            .map_err(|e| e.into_down())
+        self.stream.write_all(bytes).await.map_err(write_failed)
     }
 
     async fn flush(&mut self) -> Result<()> {
-        self.stream
-            .flush()
-            .await
-            .or_err(ErrorType::WriteError, "writing the response")
-            .map_err(|e| e.into_down())
+        self.stream.flush().await.map_err(write_failed)
     }
+}
+
+fn write_failed(e: std::io::Error) -> Box<Error> {
+    Error::because(ErrorType::WriteError, "writing the response", e).into_down()
 }
 
 #[async_trait]
@@ -237,12 +237,8 @@ impl Downstream for DirectSession<'_> {
 
     fn take_request(&mut self) -> http::request::Parts {
         // Only the method, target and version are read after this.
-        let (mut parts, ()) = http::Request::new(()).into_parts();
-        parts.method = self.req.method.clone();
-        parts.uri = self.req.uri.clone();
-        parts.version = self.req.version;
-        std::mem::swap(&mut parts.headers, &mut self.req.headers);
-        parts
+        let headers = std::mem::take(&mut self.req.headers);
+        request_parts(&self.req, headers)
     }
 
     async fn read_body(&mut self) -> Result<Option<Bytes>> {
@@ -255,29 +251,34 @@ impl Downstream for DirectSession<'_> {
             self.body_left = 0;
             return Ok(Some(self.stream.take_ahead(want)));
         }
-        // The rest is still on its way: gather the whole body in one buffer.
-        let mut body = BytesMut::with_capacity(want);
+        // The rest is still on its way: gather it in one buffer, grown as
+        // bytes arrive (a declared length reserves nothing by itself).
+        let mut body = BytesMut::with_capacity(want.min(READ_CHUNK));
         body.extend_from_slice(&self.stream.take_ahead(have));
-        while body.len() < want {
-            let room = want - body.len();
-            let read = tokio::time::timeout(
-                BODY_TIMEOUT,
-                self.stream.read_buf(&mut (&mut body).limit(room)),
-            )
-            .await;
-            match read {
-                Ok(Ok(0)) => {
-                    return Error::e_explain(ErrorType::ConnectionClosed, "client closed mid-body")
-                        .map_err(|e| e.into_down());
+        let stream = &mut *self.stream;
+        let read_all = async {
+            while body.len() < want {
+                let room = want - body.len();
+                body.reserve(room.min(READ_CHUNK));
+                match stream.read_buf(&mut (&mut body).limit(room)).await {
+                    Ok(0) => {
+                        return Error::e_explain(
+                            ErrorType::ConnectionClosed,
+                            "client closed mid-body",
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err(Error::because(ErrorType::ReadError, "request body", e)),
                 }
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    return Err(Error::because(ErrorType::ReadError, "request body", e).into_down());
-                }
-                Err(_) => {
-                    return Error::e_explain(ErrorType::ReadTimedout, "request body")
-                        .map_err(|e| e.into_down());
-                }
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(BODY_TIMEOUT, read_all).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e.into_down()),
+            Err(_) => {
+                return Error::e_explain(ErrorType::ReadTimedout, "request body")
+                    .map_err(|e| e.into_down());
             }
         }
         self.body_left = 0;
@@ -314,12 +315,22 @@ impl Downstream for DirectSession<'_> {
             c.response_header_filter(&mut header, end);
         }
         let status = header.status;
-        let bodiless =
-            end || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
-        let chunked = !bodiless && !header.headers.contains_key(CONTENT_LENGTH);
+        let bodiless = end || bodiless(status);
+        let declared: Option<u64> = header
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok()?.parse().ok());
+        // As Pingora's session: a length that is not a number is dropped and
+        // the body goes chunked.
+        self.framing = match (bodiless, declared) {
+            (true, _) => Framing::Done,
+            (false, Some(n)) => Framing::Plain(n),
+            (false, None) => Framing::Chunked,
+        };
+        let chunked = matches!(self.framing, Framing::Chunked);
         // Written here from the header map (names as the map holds them,
-        // lowercase, as hyper writes them); framing, date and connection as
-        // Pingora's session sets them.
+        // lowercase, as hyper writes them); date and connection as Pingora's
+        // session sets them.
         let mut wire = Vec::with_capacity(256 + 64 * header.headers.len());
         wire.put_slice(b"HTTP/1.1 ");
         wire.put_slice(status.as_str().as_bytes());
@@ -329,7 +340,11 @@ impl Downstream for DirectSession<'_> {
         }
         wire.put_slice(b"\r\n");
         for (name, value) in header.headers.iter() {
-            if name == TRANSFER_ENCODING || name == CONNECTION || name == DATE {
+            if name == TRANSFER_ENCODING
+                || name == CONNECTION
+                || name == DATE
+                || (chunked && name == CONTENT_LENGTH)
+            {
                 continue;
             }
             wire.put_slice(name.as_str().as_bytes());
@@ -347,15 +362,10 @@ impl Downstream for DirectSession<'_> {
         } else {
             b"\r\nconnection: close\r\n\r\n".as_slice()
         });
-        self.write(&wire).await?;
+        // The status counts as sent from here: a failed write is not
+        // followed by another answer.
         self.status = Some(status.as_u16());
-        self.framing = if bodiless {
-            Framing::Done
-        } else if chunked {
-            Framing::Chunked
-        } else {
-            Framing::Plain
-        };
+        self.write(&wire).await?;
         if bodiless {
             self.flush().await?;
         }
@@ -370,10 +380,22 @@ impl Downstream for DirectSession<'_> {
         }
         let data = body.filter(|b| !b.is_empty());
         match self.framing {
-            Framing::Unsent | Framing::Done => return Ok(()),
-            Framing::Plain => {
-                if let Some(data) = &data {
-                    self.write(data).await?;
+            Framing::Unsent => {
+                debug_assert!(false, "a body before its header");
+                return Ok(());
+            }
+            Framing::Done => return Ok(()),
+            Framing::Plain(left) => {
+                if let Some(data) = data {
+                    // Never more than declared: the rest would be read as
+                    // the start of the next answer.
+                    let n = data.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    self.write(&data[..n]).await?;
+                    self.framing = Framing::Plain(left - n as u64);
+                }
+                if end && !matches!(self.framing, Framing::Plain(0)) {
+                    // Shorter than declared: only closing tells the client.
+                    self.keepalive = false;
                 }
             }
             Framing::Chunked => {

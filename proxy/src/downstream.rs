@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::HeaderValue;
-use http::header::ACCEPT_ENCODING;
+use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, TRANSFER_ENCODING};
 use pingora_core::modules::http::compression::ResponseCompression;
 use pingora_core::protocols::http::compression::Algorithm;
 use pingora_error::Result;
@@ -74,6 +74,26 @@ pub(crate) fn accept_encoding(encoding: Encoding) -> Option<HeaderValue> {
     }
 }
 
+/// Statuses whose answers never have a body.
+pub(crate) fn bodiless(status: http::StatusCode) -> bool {
+    status.is_informational()
+        || status == http::StatusCode::NO_CONTENT
+        || status == http::StatusCode::NOT_MODIFIED
+}
+
+/// A request head with `req`'s method, target and version and `headers`.
+pub(crate) fn request_parts(
+    req: &http::request::Parts,
+    headers: http::HeaderMap,
+) -> http::request::Parts {
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = req.method.clone();
+    parts.uri = req.uri.clone();
+    parts.version = req.version;
+    parts.headers = headers;
+    parts
+}
+
 #[async_trait]
 impl Downstream for Session {
     fn request(&self) -> &http::request::Parts {
@@ -101,12 +121,7 @@ impl Downstream for Session {
     fn take_request(&mut self) -> http::request::Parts {
         // The proxy keeps reading the head (cache, logging): hand over a copy.
         let req = self.req_header();
-        let (mut parts, ()) = http::Request::new(()).into_parts();
-        parts.method = req.method.clone();
-        parts.uri = req.uri.clone();
-        parts.version = req.version;
-        parts.headers = req.headers.clone();
-        parts
+        request_parts(req, req.headers.clone())
     }
 
     async fn read_body(&mut self) -> Result<Option<Bytes>> {
@@ -121,7 +136,16 @@ impl Downstream for Session {
         self.as_downstream_mut().set_keepalive(None);
     }
 
-    async fn send_header(&mut self, header: Box<ResponseHeader>, end: bool) -> Result<()> {
+    async fn send_header(&mut self, mut header: Box<ResponseHeader>, end: bool) -> Result<()> {
+        // A body of unknown length is chunked in HTTP/1.1 (Pingora would
+        // otherwise end it by closing the connection).
+        if !end
+            && !bodiless(header.status)
+            && self.req_header().version == http::Version::HTTP_11
+            && !header.headers.contains_key(CONTENT_LENGTH)
+        {
+            header.insert_header(TRANSFER_ENCODING, "chunked")?;
+        }
         self.write_response_header(header, end).await
     }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body_util::BodyExt;
 use once_cell::sync::Lazy;
@@ -29,7 +29,7 @@ use mcpgate_cache_zones::Zone;
 
 use crate::app::{EdgeApp, Generations};
 use crate::config::EdgeConfig;
-use crate::downstream::{Downstream, chosen};
+use crate::downstream::{Downstream, bodiless, chosen};
 use crate::encoding::{Encoding, negotiate};
 use crate::limits::{ConnGuard, ConnLimiter, RateLimiter};
 use crate::metrics::EdgeMetrics;
@@ -142,13 +142,17 @@ fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, config: &EdgeConfig) -> 
 
 async fn answer<D: Downstream>(
     session: &mut D,
+    correlation_id: &HeaderValue,
     status: u16,
     headers: &[(&str, String)],
     body: String,
     close: bool,
 ) -> Result<()> {
-    let mut h = ResponseHeader::build(status, Some(headers.len() + 2))?;
+    let mut h = ResponseHeader::build(status, Some(headers.len() + 3))?;
     h.insert_header("content-type", "application/json")?;
+    if !correlation_id.is_empty() {
+        h.insert_header(X_CORRELATION_ID, correlation_id.clone())?;
+    }
     h.insert_header("content-length", body.len().to_string())?;
     for (k, v) in headers {
         h.insert_header(k.to_string(), v.as_str())?;
@@ -201,8 +205,9 @@ fn new_correlation_id() -> HeaderValue {
     id.push_str(&PREFIX);
     id.push('-');
     for i in (0..digits).rev() {
-        let d = ((n >> (i * 4)) & 0xf) as u8;
-        id.push(char::from(if d < 10 { b'0' + d } else { b'a' + d - 10 }));
+        id.push(char::from(
+            b"0123456789abcdef"[((n >> (i * 4)) & 0xf) as usize],
+        ));
     }
     HeaderValue::try_from(id).expect("hex digits are a valid header value")
 }
@@ -239,11 +244,12 @@ fn ip_text(ip: IpAddr) -> HeaderValue {
 }
 
 /// The headers the application learns the client from, read from the
-/// request's `headers` and handed to `put`.
+/// request's `headers` and handed to `put` (`None`: the header must go, so
+/// that a client cannot speak for the edge).
 fn forwarded_headers(
     headers: &HeaderMap,
     ctx: &Ctx,
-    mut put: impl FnMut(HeaderName, HeaderValue) -> Result<()>,
+    mut put: impl FnMut(HeaderName, Option<HeaderValue>) -> Result<()>,
 ) -> Result<()> {
     let invalid = |e| {
         Error::because(
@@ -271,16 +277,12 @@ fn forwarded_headers(
         }
         None => None,
     };
-    put(X_CORRELATION_ID, correlation)?;
-    put(X_FORWARDED_PROTO, HeaderValue::from_static("http"))?;
-    if let Some((real, xff)) = client {
-        put(X_REAL_IP, real)?;
-        put(X_FORWARDED_FOR, xff)?;
-    }
-    if let Some(host) = host {
-        put(X_FORWARDED_HOST, host)?;
-    }
-    Ok(())
+    put(X_CORRELATION_ID, Some(correlation))?;
+    put(X_FORWARDED_PROTO, Some(HeaderValue::from_static("http")))?;
+    let (real, xff) = client.unzip();
+    put(X_REAL_IP, real)?;
+    put(X_FORWARDED_FOR, xff)?;
+    put(X_FORWARDED_HOST, host)
 }
 
 fn normalized_query(query: Option<&str>) -> String {
@@ -319,6 +321,7 @@ impl<A: EdgeApp> EdgeProxy<A> {
                     let body = r#"{"error":"too_many_requests","detail":"too many concurrent requests from this address"}"#.to_owned();
                     answer(
                         session,
+                        &ctx.correlation_id,
                         429,
                         &[
                             ("retry-after", "1".into()),
@@ -340,6 +343,7 @@ impl<A: EdgeApp> EdgeProxy<A> {
                 );
                 answer(
                     session,
+                    &ctx.correlation_id,
                     429,
                     &[
                         ("retry-after", secs.to_string()),
@@ -371,14 +375,9 @@ impl<A: EdgeApp> EdgeProxy<A> {
         );
         answer(
             session,
+            &ctx.correlation_id,
             413,
-            &[
-                ("x-cache-status", "BYPASS".into()),
-                (
-                    "x-correlation-id",
-                    ctx.correlation_id.to_str().unwrap_or("").to_owned(),
-                ),
-            ],
+            &[("x-cache-status", "BYPASS".into())],
             msg,
             true,
         )
@@ -417,14 +416,17 @@ impl<A: EdgeApp> EdgeProxy<A> {
             _ => Bytes::from(chunks.concat()),
         };
         let mut parts = session.take_request();
-        let (version, method) = (parts.version, parts.method.clone());
+        let method = parts.method.clone();
         let mut extra = Vec::with_capacity(5);
         forwarded_headers(&parts.headers, ctx, |k, v| {
             extra.push((k, v));
             Ok(())
         })?;
         for (k, v) in extra {
-            parts.headers.insert(k, v);
+            match v {
+                Some(v) => parts.headers.insert(k, v),
+                None => parts.headers.remove(k),
+            };
         }
         let request = http::Request::from_parts(parts, body);
         let response = self.app.call(request).await;
@@ -441,6 +443,8 @@ impl<A: EdgeApp> EdgeProxy<A> {
             .and_then(|v| v.parse().ok());
         if length.is_none()
             && method != http::Method::HEAD
+            && !bodiless(parts.status)
+            && !parts.headers.contains_key(TRANSFER_ENCODING)
             && let Some(n) = http_body::Body::size_hint(&body).exact()
         {
             // A body that knows its size is sent with it (as hyper does),
@@ -455,12 +459,9 @@ impl<A: EdgeApp> EdgeProxy<A> {
             .headers
             .insert(X_CORRELATION_ID, ctx.correlation_id.clone());
         // The application's header moves over whole, without a copy.
-        let mut header = ResponseHeader::from(parts);
+        let header = ResponseHeader::from(parts);
         let small = length.is_some_and(|l| l < config.compression.minimum_size);
         session.compress(&config.compression, ctx.encoding, !is_stream && !small);
-        if length.is_none() && version == http::Version::HTTP_11 {
-            header.insert_header("transfer-encoding", "chunked")?;
-        }
         session.send_header(Box::new(header), false).await?;
         loop {
             let frame = if is_stream {
@@ -487,8 +488,13 @@ impl<A: EdgeApp> EdgeProxy<A> {
                     }
                 }
                 Some(Err(e)) => {
+                    // The answer is cut short: closing without ending the
+                    // body tells the client so (as hyper does on :4444).
                     tracing::warn!(error = %e, "in-process response body failed");
-                    break;
+                    return Err(Error::explain(
+                        pingora_error::ErrorType::ReadError,
+                        "in-process response body failed",
+                    ));
                 }
                 None => break,
             }
@@ -507,13 +513,14 @@ impl<A: EdgeApp> EdgeProxy<A> {
             Ok(s) => s,
             Err(r) => {
                 ctx.status = r.status;
-                return answer(session, r.status, &[], r.body, false).await;
+                return answer(session, &ctx.correlation_id, r.status, &[], r.body, false).await;
             }
         };
         if !self.app.can_purge(&scope) {
             ctx.status = 403;
             return answer(
                 session,
+                &ctx.correlation_id,
                 403,
                 &[],
                 r#"{"error":"forbidden","detail":"purging needs a platform admin"}"#.into(),
@@ -538,6 +545,7 @@ impl<A: EdgeApp> EdgeProxy<A> {
                     ctx.status = 404;
                     return answer(
                         session,
+                        &ctx.correlation_id,
                         404,
                         &[],
                         format!(r#"{{"error":"not_found","detail":"no zone {z}"}}"#),
@@ -554,6 +562,7 @@ impl<A: EdgeApp> EdgeProxy<A> {
                 ctx.status = 400;
                 return answer(
                     session,
+                    &ctx.correlation_id,
                     400,
                     &[],
                     r#"{"error":"bad_request","detail":"give zone=NAME or path=/PATH"}"#.into(),
@@ -563,7 +572,7 @@ impl<A: EdgeApp> EdgeProxy<A> {
             }
         };
         ctx.status = 200;
-        answer(session, 200, &[], body, false).await
+        answer(session, &ctx.correlation_id, 200, &[], body, false).await
     }
 }
 
@@ -635,6 +644,7 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
                     ];
                     answer(
                         session,
+                        &ctx.correlation_id,
                         r.status,
                         if r.status == 401 {
                             &headers[..]
@@ -715,8 +725,12 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        forwarded_headers(&session.req_header().headers, ctx, |k, v| {
-            upstream.insert_header(k, v)
+        forwarded_headers(&session.req_header().headers, ctx, |k, v| match v {
+            Some(v) => upstream.insert_header(k, v),
+            None => {
+                upstream.remove_header(&k);
+                Ok(())
+            }
         })?;
         if ctx.zone.is_some() {
             // Accept-Encoding stays (already reduced to our choice): the

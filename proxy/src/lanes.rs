@@ -63,16 +63,22 @@ impl<A: EdgeApp> EdgeFront<A> {
         }
         .await;
         if let Err(e) = served {
-            // As the proxy does: an error status when nothing was sent yet,
-            // then the connection closes.
-            let status = match e.etype {
-                ErrorType::HTTPStatus(code) => code,
-                _ if matches!(e.esource, ErrorSource::Downstream) => 400,
+            // As the proxy does: an error status when nothing was sent yet
+            // and the client is still there (0: it is not), then the
+            // connection closes.
+            let status = match (&e.etype, &e.esource) {
+                (ErrorType::HTTPStatus(code), _) => *code,
+                (
+                    ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
+                    ErrorSource::Downstream,
+                ) => 0,
+                (_, ErrorSource::Downstream) => 400,
+                (_, ErrorSource::Upstream) => 502,
                 _ => 500,
             };
             tracing::debug!(error = %e, "edge request failed");
             let answered = d.status;
-            if answered.is_none() {
+            if answered.is_none() && status != 0 {
                 d.respond_error(status).await;
             }
             edge.record(&ctx, answered.unwrap_or(status));
