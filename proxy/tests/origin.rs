@@ -417,6 +417,13 @@ async fn exchange(c: &mut BufReader<tokio::net::TcpStream>, request: &str) -> (S
     answer(c).await
 }
 
+/// [`exchange`], where the answer must be a 200.
+async fn ok(c: &mut BufReader<tokio::net::TcpStream>, request: &str) -> (String, Vec<u8>) {
+    let (head, body) = exchange(c, request).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    (head, body)
+}
+
 /// Reads one answer from `c`.
 async fn answer(c: &mut BufReader<tokio::net::TcpStream>) -> (String, Vec<u8>) {
     let mut head = String::new();
@@ -461,6 +468,18 @@ async fn closed(c: &mut BufReader<tokio::net::TcpStream>) -> bool {
         tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut rest)).await,
         Ok(Ok(0))
     )
+}
+
+/// Sends `request` on a new connection and reads until the edge closes it.
+async fn all_of_one_answer(s: &Setup, request: &[u8]) -> String {
+    let mut c = connect(s).await;
+    c.get_mut().write_all(request).await.unwrap();
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut all))
+        .await
+        .expect("the edge closes the connection")
+        .unwrap();
+    String::from_utf8_lossy(&all).into_owned()
 }
 
 async fn connect(s: &Setup) -> BufReader<tokio::net::TcpStream> {
@@ -516,12 +535,11 @@ async fn a_body_larger_than_one_read_arrives_whole() {
     assert_eq!(got.len(), body.len());
     assert!(got == body.as_bytes());
     // The connection carries on.
-    let (head, got) = exchange(
+    let (_, got) = ok(
         &mut c,
         "POST /body HTTP/1.1\r\nhost: t\r\ncontent-length: 2\r\n\r\nok",
     )
     .await;
-    assert!(head.starts_with("http/1.1 200"), "{head}");
     assert_eq!(got, b"ok");
     s.stop().await;
 }
@@ -530,12 +548,11 @@ async fn a_body_larger_than_one_read_arrives_whole() {
 async fn connection_close_is_honoured_on_writes() {
     let s = Setup::start(EdgeConfig::default()).await;
     let mut c = connect(&s).await;
-    let (head, body) = exchange(
+    let (head, body) = ok(
         &mut c,
         "POST /body HTTP/1.1\r\nhost: t\r\nconnection: close\r\ncontent-length: 3\r\n\r\nbye",
     )
     .await;
-    assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(head.contains("connection: close"), "{head}");
     assert_eq!(body, b"bye");
     assert!(closed(&mut c).await, "the edge closes after the answer");
@@ -547,20 +564,14 @@ async fn unusual_writes_take_the_proxy_and_are_answered_alike() {
     let s = Setup::start(EdgeConfig::default()).await;
     let mut c = connect(&s).await;
     // A chunked body, then a plain one, on one connection.
-    let (head, body) = exchange(
-        &mut c,
-        "POST /body HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
-    )
-    .await;
-    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let (head, body) = ok(&mut c, "POST /body HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").await;
     assert!(head.contains("x-cache-status: bypass"), "{head}");
     assert_eq!(body, b"abcde");
-    let (head, body) = exchange(
+    let (head, body) = ok(
         &mut c,
         "POST /body HTTP/1.1\r\nhost: t\r\ncontent-length: 2\r\n\r\nfg",
     )
     .await;
-    assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(head.contains("x-cache-status: bypass"), "{head}");
     assert_eq!(body, b"fg");
     // HTTP/1.0.
@@ -583,33 +594,21 @@ async fn an_answer_cut_short_is_not_passed_off_as_whole() {
     let s = Setup::start(EdgeConfig::default()).await;
     // A streamed answer that fails: the body is not ended, the connection
     // closes.
-    let mut c = connect(&s).await;
-    c.get_mut()
-        .write_all(b"POST /fails HTTP/1.1\r\nhost: t\r\ncontent-length: 0\r\n\r\n")
-        .await
-        .unwrap();
-    let mut all = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut all))
-        .await
-        .expect("the edge closes the connection")
-        .unwrap();
-    let text = String::from_utf8_lossy(&all);
+    let text = all_of_one_answer(
+        &s,
+        b"POST /fails HTTP/1.1\r\nhost: t\r\ncontent-length: 0\r\n\r\n",
+    )
+    .await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains("first-part;"), "{text}");
     assert!(!text.ends_with("0\r\n\r\n"), "{text}");
     // An answer shorter than its declared length: what there is, then the
     // connection closes (a client would otherwise wait for the rest).
-    let mut c = connect(&s).await;
-    c.get_mut()
-        .write_all(b"POST /short HTTP/1.1\r\nhost: t\r\ncontent-length: 0\r\n\r\n")
-        .await
-        .unwrap();
-    let mut all = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut all))
-        .await
-        .expect("the edge closes the connection")
-        .unwrap();
-    let text = String::from_utf8_lossy(&all);
+    let text = all_of_one_answer(
+        &s,
+        b"POST /short HTTP/1.1\r\nhost: t\r\ncontent-length: 0\r\n\r\n",
+    )
+    .await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(
         text.to_ascii_lowercase()
@@ -625,12 +624,7 @@ async fn a_client_cannot_speak_for_the_edge() {
     let s = Setup::start(EdgeConfig::default()).await;
     let mut c = connect(&s).await;
     // No Host: the client's own X-Forwarded-Host does not reach the app.
-    let (head, body) = exchange(
-        &mut c,
-        "POST /echo HTTP/1.1\r\nx-forwarded-host: evil\r\nx-real-ip: 6.6.6.6\r\ncontent-length: 0\r\n\r\n",
-    )
-    .await;
-    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let (_, body) = ok(&mut c, "POST /echo HTTP/1.1\r\nx-forwarded-host: evil\r\nx-real-ip: 6.6.6.6\r\ncontent-length: 0\r\n\r\n").await;
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["x-forwarded-host"], serde_json::Value::Null, "{v}");
     assert_eq!(v["x-real-ip"], "127.0.0.1", "{v}");
@@ -651,14 +645,11 @@ async fn a_write_cut_short_is_not_handed_over() {
     c.read_to_end(&mut rest).await.unwrap();
     assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
     // A target that httparse takes but is not a URI.
-    let mut c = connect(&s).await;
-    c.get_mut()
-        .write_all(b"POST /a<b HTTP/1.1\r\nhost: t\r\ncontent-length: 0\r\n\r\n")
-        .await
-        .unwrap();
-    let mut rest = Vec::new();
-    c.read_to_end(&mut rest).await.unwrap();
-    let text = String::from_utf8_lossy(&rest);
+    let text = all_of_one_answer(
+        &s,
+        b"POST /a<b HTTP/1.1\r\nhost: t\r\ncontent-length: 0\r\n\r\n",
+    )
+    .await;
     assert!(text.starts_with("HTTP/1.1 400"), "{text}");
     s.stop().await;
 }
