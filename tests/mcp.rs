@@ -51,15 +51,7 @@ async fn register(gw: &Gw, name: &str, url: &str, transport: &str) -> Value {
 }
 
 async fn raw_rpc(gw: &Gw, body: &str) -> (StatusCode, Value) {
-    let resp = gw
-        .http
-        .post(gw.url("/rpc"))
-        .bearer_auth(&gw.admin)
-        .header("content-type", "application/json")
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap();
+    let resp = gw.post_raw("/rpc", body.to_owned()).await;
     let s = resp.status();
     (s, resp.json().await.unwrap_or(Value::Null))
 }
@@ -136,15 +128,7 @@ async fn rpc_endpoint_handles_good_and_bad_messages() {
     );
     // Refused unread, so the answer closes the connection: a keep-alive
     // client must not send its next request on it.
-    let resp = gw
-        .http
-        .post(gw.url("/rpc"))
-        .bearer_auth(&gw.admin)
-        .header("content-type", "application/json")
-        .body(big)
-        .send()
-        .await
-        .unwrap();
+    let resp = gw.post_raw("/rpc", big).await;
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(
         resp.headers().get("connection").map(|v| v.as_bytes()),

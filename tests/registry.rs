@@ -115,15 +115,7 @@ async fn tool_lifecycle(backend: Backend) {
 both!(tool_crud_and_restart, tool_lifecycle);
 
 async fn raw_post(gw: &Gw, path: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
-    let resp = gw
-        .http
-        .post(gw.url(path))
-        .bearer_auth(&gw.admin)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let resp = gw.post_raw(path, body).await;
     let s = resp.status();
     (s, resp.json().await.unwrap_or(Value::Null))
 }
