@@ -35,7 +35,9 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::Compression;
-use crate::downstream::{Downstream, accept_encoding, bodiless, chosen, request_parts};
+use crate::downstream::{
+    Downstream, accept_encoding, bodiless, chosen, content_length, parse_length, request_parts,
+};
 use crate::encoding::Encoding;
 use crate::percore::Buffered;
 
@@ -94,10 +96,10 @@ pub(crate) fn plan(buf: &[u8]) -> Option<Plan> {
         if name == CONTENT_LENGTH {
             // Two lengths (request smuggling) or a malformed one: the proxy
             // refuses those.
-            if body_len.is_some() || h.value.is_empty() || !h.value.iter().all(u8::is_ascii_digit) {
+            if body_len.is_some() {
                 return None;
             }
-            body_len = Some(std::str::from_utf8(h.value).ok()?.parse::<usize>().ok()?);
+            body_len = Some(usize::try_from(parse_length(h.value)?).ok()?);
         } else if name == TRANSFER_ENCODING || name == EXPECT || name == UPGRADE {
             return None;
         } else if name == CONNECTION {
@@ -156,6 +158,8 @@ enum Framing {
 pub(crate) struct DirectSession<'a> {
     stream: &'a mut Buffered,
     req: http::request::Parts,
+    /// Why the head is not a request, when it is not.
+    invalid: Option<Box<Error>>,
     body_left: usize,
     keepalive: bool,
     framing: Framing,
@@ -167,19 +171,29 @@ pub(crate) struct DirectSession<'a> {
 
 impl<'a> DirectSession<'a> {
     /// Takes the planned request's head from the bytes read ahead.
-    pub fn new(stream: &'a mut Buffered, plan: Plan, closing: bool) -> Result<Self> {
+    pub fn new(stream: &'a mut Buffered, plan: Plan, closing: bool) -> Self {
         let head = stream.take_ahead(plan.head_len);
         let (body_left, keepalive) = (plan.body_len, !plan.close && !closing);
-        let req = plan.into_parts(&head)?;
-        Ok(DirectSession {
+        let (req, invalid) = match plan.into_parts(&head) {
+            Ok(req) => (req, None),
+            Err(e) => (http::Request::new(()).into_parts().0, Some(e.into_down())),
+        };
+        DirectSession {
             stream,
             req,
+            invalid,
             body_left,
             keepalive,
             framing: Framing::Unsent,
             status: None,
             compression: None,
-        })
+        }
+    }
+
+    /// Fails for a head httparse took but `http` does not (an odd target):
+    /// such a request is answered 400 like any other that fails.
+    pub fn check_head(&mut self) -> Result<()> {
+        self.invalid.take().map_or(Ok(()), Err)
     }
 
     /// Whether the connection may carry another request.
@@ -316,10 +330,7 @@ impl Downstream for DirectSession<'_> {
         }
         let status = header.status;
         let bodiless = end || bodiless(status);
-        let declared: Option<u64> = header
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok()?.parse().ok());
+        let declared = content_length(&header.headers);
         // As Pingora's session: a length that is not a number is dropped and
         // the body goes chunked.
         self.framing = match (bodiless, declared) {

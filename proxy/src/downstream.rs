@@ -74,6 +74,20 @@ pub(crate) fn accept_encoding(encoding: Encoding) -> Option<HeaderValue> {
     }
 }
 
+/// A `Content-Length` value: digits only (no sign, no list), as RFC 9110
+/// has it; anything else is not a length.
+pub(crate) fn parse_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
+/// The `Content-Length` of a message, when it has a valid one.
+pub(crate) fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    parse_length(headers.get(CONTENT_LENGTH)?.as_bytes())
+}
+
 /// Statuses whose answers never have a body.
 pub(crate) fn bodiless(status: http::StatusCode) -> bool {
     status.is_informational()

@@ -29,10 +29,10 @@ use mcpgate_cache_zones::Zone;
 
 use crate::app::{EdgeApp, Generations};
 use crate::config::EdgeConfig;
-use crate::downstream::{Downstream, bodiless, chosen};
+use crate::downstream::{Downstream, bodiless, chosen, content_length};
 use crate::encoding::{Encoding, negotiate};
 use crate::limits::{ConnGuard, ConnLimiter, RateLimiter};
-use crate::metrics::EdgeMetrics;
+use crate::metrics::{EdgeMetrics, InFlight};
 use crate::routes::RouteClass;
 
 const X_CACHE_STATUS: HeaderName = HeaderName::from_static("x-cache-status");
@@ -59,6 +59,7 @@ pub struct Ctx {
     found_expired: bool,
     pub(crate) status: u16,
     _conn: Option<ConnGuard>,
+    _inflight: InFlight,
     config: Arc<EdgeConfig>,
 }
 
@@ -244,23 +245,13 @@ fn ip_text(ip: IpAddr) -> HeaderValue {
 }
 
 /// The headers the application learns the client from, read from the
-/// request's `headers` and handed to `put` (`None`: the header must go, so
-/// that a client cannot speak for the edge).
+/// request's `headers` (`None`: the header must go, so that a client cannot
+/// speak for the edge).
 fn forwarded_headers(
     headers: &HeaderMap,
     ctx: &Ctx,
-    mut put: impl FnMut(HeaderName, Option<HeaderValue>) -> Result<()>,
-) -> Result<()> {
-    let invalid = |e| {
-        Error::because(
-            pingora_error::ErrorType::InvalidHTTPHeader,
-            "forwarded header",
-            e,
-        )
-    };
-    let correlation = ctx.correlation_id.clone();
-    let host = headers.get(HOST).cloned();
-    let client = match ctx.client_ip {
+) -> Result<[(HeaderName, Option<HeaderValue>); 5]> {
+    let (real, xff) = match ctx.client_ip {
         Some(ip) => {
             let text = ip_text(ip);
             let xff = match headers.get(X_FORWARDED_FOR).map(|v| v.as_bytes()) {
@@ -269,20 +260,27 @@ fn forwarded_headers(
                     v.extend_from_slice(prev);
                     v.extend_from_slice(b", ");
                     v.extend_from_slice(text.as_bytes());
-                    HeaderValue::from_bytes(&v).map_err(invalid)?
+                    HeaderValue::from_bytes(&v).map_err(|e| {
+                        Error::because(
+                            pingora_error::ErrorType::InvalidHTTPHeader,
+                            "forwarded header",
+                            e,
+                        )
+                    })?
                 }
                 None => text.clone(),
             };
-            Some((text, xff))
+            (Some(text), Some(xff))
         }
-        None => None,
+        None => (None, None),
     };
-    put(X_CORRELATION_ID, Some(correlation))?;
-    put(X_FORWARDED_PROTO, Some(HeaderValue::from_static("http")))?;
-    let (real, xff) = client.unzip();
-    put(X_REAL_IP, real)?;
-    put(X_FORWARDED_FOR, xff)?;
-    put(X_FORWARDED_HOST, host)
+    Ok([
+        (X_CORRELATION_ID, Some(ctx.correlation_id.clone())),
+        (X_FORWARDED_PROTO, Some(HeaderValue::from_static("http"))),
+        (X_REAL_IP, real),
+        (X_FORWARDED_FOR, xff),
+        (X_FORWARDED_HOST, headers.get(HOST).cloned()),
+    ])
 }
 
 fn normalized_query(query: Option<&str>) -> String {
@@ -296,14 +294,13 @@ fn normalized_query(query: Option<&str>) -> String {
 }
 
 impl<A: EdgeApp> EdgeProxy<A> {
-    /// Counts the request in flight, classifies it and applies the per-IP
-    /// limits: `Ok(true)` when it was refused (answered 429).
+    /// Classifies the request and applies the per-IP limits: `Ok(true)`
+    /// when it was refused (answered 429).
     pub(crate) async fn admit<D: Downstream>(
         &self,
         session: &mut D,
         ctx: &mut Ctx,
     ) -> Result<bool> {
-        self.metrics.inflight.inc();
         let config = &*ctx.config;
         let req = session.request();
         ctx.class = config
@@ -359,9 +356,8 @@ impl<A: EdgeApp> EdgeProxy<A> {
         Ok(false)
     }
 
-    /// Records a finished request (counted in flight by [`Self::admit`]).
+    /// Records a finished request.
     pub(crate) fn record(&self, ctx: &Ctx, status: u16) {
-        self.metrics.inflight.dec();
         self.metrics
             .observe(ctx.class, status, ctx.start.elapsed().as_secs_f64());
     }
@@ -392,13 +388,8 @@ impl<A: EdgeApp> EdgeProxy<A> {
     ) -> Result<()> {
         let config = ctx.config.clone();
         // A declared length over the limit is refused before reading a byte.
-        let declared = session.request().headers.get(CONTENT_LENGTH).and_then(|v| {
-            std::str::from_utf8(v.as_bytes())
-                .ok()?
-                .parse::<usize>()
-                .ok()
-        });
-        if declared.is_some_and(|n| n > config.max_body_bytes) {
+        let declared = content_length(&session.request().headers);
+        if declared.is_some_and(|n| n > config.max_body_bytes as u64) {
             return self.too_large(session, ctx).await;
         }
         // One chunk (the usual case) is handed over as is, without a copy.
@@ -417,12 +408,7 @@ impl<A: EdgeApp> EdgeProxy<A> {
         };
         let mut parts = session.take_request();
         let method = parts.method.clone();
-        let mut extra = Vec::with_capacity(5);
-        forwarded_headers(&parts.headers, ctx, |k, v| {
-            extra.push((k, v));
-            Ok(())
-        })?;
-        for (k, v) in extra {
+        for (k, v) in forwarded_headers(&parts.headers, ctx)? {
             match v {
                 Some(v) => parts.headers.insert(k, v),
                 None => parts.headers.remove(k),
@@ -436,11 +422,7 @@ impl<A: EdgeApp> EdgeProxy<A> {
             .headers
             .get(CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-        let mut length: Option<usize> = parts
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
+        let mut length = content_length(&parts.headers);
         if length.is_none()
             && method != http::Method::HEAD
             && !bodiless(parts.status)
@@ -450,7 +432,7 @@ impl<A: EdgeApp> EdgeProxy<A> {
             // A body that knows its size is sent with it (as hyper does),
             // not chunked.
             parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
-            length = usize::try_from(n).ok();
+            length = Some(n);
         }
         parts
             .headers
@@ -460,7 +442,7 @@ impl<A: EdgeApp> EdgeProxy<A> {
             .insert(X_CORRELATION_ID, ctx.correlation_id.clone());
         // The application's header moves over whole, without a copy.
         let header = ResponseHeader::from(parts);
-        let small = length.is_some_and(|l| l < config.compression.minimum_size);
+        let small = length.is_some_and(|l| l < config.compression.minimum_size as u64);
         session.compress(&config.compression, ctx.encoding, !is_stream && !small);
         session.send_header(Box::new(header), false).await?;
         loop {
@@ -582,6 +564,7 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
 
     fn new_ctx(&self) -> Ctx {
         Ctx {
+            _inflight: InFlight::new(&self.metrics.inflight),
             start: Instant::now(),
             class: RouteClass::Bypass,
             encoding: Encoding::Identity,
@@ -725,13 +708,14 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        forwarded_headers(&session.req_header().headers, ctx, |k, v| match v {
-            Some(v) => upstream.insert_header(k, v),
-            None => {
-                upstream.remove_header(&k);
-                Ok(())
+        for (k, v) in forwarded_headers(&session.req_header().headers, ctx)? {
+            match v {
+                Some(v) => upstream.insert_header(k, v)?,
+                None => {
+                    upstream.remove_header(&k);
+                }
             }
-        })?;
+        }
         if ctx.zone.is_some() {
             // Accept-Encoding stays (already reduced to our choice): the
             // pre-cache compressor reads it from this request.

@@ -44,17 +44,9 @@ impl<A: EdgeApp> EdgeFront<A> {
     async fn direct(&self, stream: &mut Buffered, plan: Plan, closing: bool) -> bool {
         let edge = &self.edge;
         let mut ctx = edge.new_ctx();
-        let mut d = match DirectSession::new(stream, plan, closing) {
-            Ok(d) => d,
-            Err(e) => {
-                // A head httparse took but `http` does not (an odd target).
-                tracing::debug!(error = %e, "edge request refused");
-                let _ = stream.write_all(BAD_REQUEST).await;
-                let _ = stream.flush().await;
-                return false;
-            }
-        };
+        let mut d = DirectSession::new(stream, plan, closing);
         let served = async {
+            d.check_head()?;
             prepare(&mut d, &mut ctx)?;
             if !edge.admit(&mut d, &mut ctx).await? {
                 edge.serve_in_process(&mut d, &mut ctx).await?;
@@ -92,10 +84,6 @@ impl<A: EdgeApp> EdgeFront<A> {
         d.reusable()
     }
 }
-
-/// The answer to a head the direct lane cannot make a request of.
-const BAD_REQUEST: &[u8] =
-    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
 #[async_trait]
 impl<A: EdgeApp> Front for EdgeFront<A> {

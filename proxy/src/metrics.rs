@@ -30,6 +30,24 @@ struct ClassHandles {
     by_status: Box<[OnceLock<IntCounter>]>,
 }
 
+/// A request counted in flight for as long as this lives: whatever way a
+/// request ends (answered, failed, or its task dropped at shutdown), the
+/// count comes down.
+pub struct InFlight(IntGauge);
+
+impl InFlight {
+    pub fn new(gauge: &IntGauge) -> Self {
+        gauge.inc();
+        InFlight(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 pub struct EdgeMetrics {
     registry: Registry,
     pub requests: IntCounterVec,

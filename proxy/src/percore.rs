@@ -37,9 +37,9 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 /// leave in one send; a large body goes out with the held bytes in one
 /// vectored write instead of being copied behind them.
 ///
-/// It also reads ahead on request: the edge looks at a request line before
-/// deciding which lane serves the request, and the parser then reads those
-/// bytes from here.
+/// It also reads ahead on request: the edge looks at a request's head
+/// before deciding which lane serves it; the direct lane takes the bytes it
+/// parsed, and Pingora's parser reads them from here.
 #[derive(Debug)]
 pub(crate) struct Buffered {
     inner: L4Stream,

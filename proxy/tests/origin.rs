@@ -171,6 +171,7 @@ struct Setup {
     origin: Shared,
     edge: EdgeHandle,
     http: reqwest::Client,
+    metrics: Arc<EdgeMetrics>,
 }
 
 impl Setup {
@@ -185,12 +186,13 @@ impl Setup {
             .iter()
             .map(|spec: &ZoneSpec| (spec.name.clone(), Zone::leak(spec)))
             .collect();
+        let metrics = Arc::new(EdgeMetrics::default());
         let proxy = EdgeProxy::new(
             Arc::new(TestApp { router: app, addr }),
             Arc::new(ArcSwap::from_pointee(config)),
             zones,
             Arc::new(Generations::default()),
-            Arc::new(EdgeMetrics::default()),
+            metrics.clone(),
         );
         let sock =
             std::env::temp_dir().join(format!("mcpgate-origin-test-{}", uuid::Uuid::new_v4()));
@@ -212,6 +214,7 @@ impl Setup {
         .expect("edge starts");
         Setup {
             origin,
+            metrics,
             edge,
             http: reqwest::Client::new(),
         }
@@ -628,6 +631,48 @@ async fn a_client_cannot_speak_for_the_edge() {
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["x-forwarded-host"], serde_json::Value::Null, "{v}");
     assert_eq!(v["x-real-ip"], "127.0.0.1", "{v}");
+    s.stop().await;
+}
+
+/// Waits (up to 10 s) until `metrics` count `n` requests in flight.
+async fn in_flight_reaches(metrics: &EdgeMetrics, n: i64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while metrics.inflight.get() != n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "in flight: {} (expected {n})",
+            metrics.inflight.get()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_are_counted_until_they_end_however_they_end() {
+    let s = Setup::start(EdgeConfig::default()).await;
+    // A write waiting for the rest of its body is in flight.
+    let mut c = connect(&s).await;
+    c.get_mut()
+        .write_all(b"POST /body HTTP/1.1\r\nhost: t\r\ncontent-length: 6\r\n\r\nabc")
+        .await
+        .unwrap();
+    in_flight_reaches(&s.metrics, 1).await;
+    c.get_mut().write_all(b"def").await.unwrap();
+    let (_, body) = answer(&mut c).await;
+    assert_eq!(body, b"abcdef");
+    // Reads through the proxy, a head that is not a request, a client that
+    // leaves mid-body: none stays counted.
+    assert_eq!(s.get("/v1/tools").await.status(), 200);
+    let text = all_of_one_answer(&s, b"POST /a<b HTTP/1.1\r\ncontent-length: 0\r\n\r\n").await;
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    let mut c = connect(&s).await;
+    c.get_mut()
+        .write_all(b"POST /body HTTP/1.1\r\nhost: t\r\ncontent-length: 10\r\n\r\nab")
+        .await
+        .unwrap();
+    in_flight_reaches(&s.metrics, 1).await;
+    drop(c);
+    in_flight_reaches(&s.metrics, 0).await;
     s.stop().await;
 }
 
