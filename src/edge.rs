@@ -1,5 +1,6 @@
-//! The application behind the edge: authentication for cache keys and the
-//! in-process call into the axum router.
+//! The application behind the edge: authentication for cache keys, the
+//! in-process call into the axum router, and the cluster events that make
+//! cached entries unservable (registry changes, purges on other replicas).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,16 +9,20 @@ use axum::body::Bytes;
 use http_body_util::BodyExt;
 use mcpgate_cache_zones::{Zone, ZoneSpec};
 use mcpgate_proxy::app::BoxError;
-use mcpgate_proxy::{BoxFuture, Compression, EdgeApp, EdgeBody, EdgeConfig, Rejection, RouteTable};
+use mcpgate_proxy::{
+    BoxFuture, Compression, EdgeApp, EdgeBody, EdgeConfig, Generations, Rejection, RouteTable,
+};
 use tower::ServiceExt;
 
-use crate::auth::{Auth, AuthError, bearer};
-use crate::config::Config;
+use crate::auth::{Auth, bearer};
+use crate::cluster::{Bus, Event, Origin, PurgeTarget, Subscriber};
+use crate::config::{Config, LiveConfig};
 
 pub struct AppEdge {
     pub router: axum::Router,
     pub auth: Arc<Auth>,
-    pub auth_required: bool,
+    pub config: Arc<LiveConfig>,
+    pub bus: Arc<Bus>,
     pub upstream: SocketAddr,
 }
 
@@ -29,12 +34,9 @@ fn reject(status: u16, code: &str, detail: &str) -> Rejection {
 }
 
 impl EdgeApp for AppEdge {
-    fn authenticate(
-        &self,
-        authorization: Option<String>,
-    ) -> BoxFuture<'_, Result<String, Rejection>> {
+    fn scope_of(&self, authorization: Option<String>) -> BoxFuture<'_, Result<String, Rejection>> {
         Box::pin(async move {
-            if !self.auth_required {
+            if !self.config.get().auth_required {
                 return Ok("admin".to_owned());
             }
             // No credentials: the application decides (public routes such as
@@ -45,10 +47,17 @@ impl EdgeApp for AppEdge {
             let Some(token) = bearer(header) else {
                 return Err(reject(401, "unauthorized", "missing bearer token"));
             };
-            match self.auth.authenticate(token).await {
+            match self.auth.verify(token).await {
                 Ok(p) => Ok(p.scope_key()),
-                Err(AuthError::Store(e)) => Err(reject(503, "unavailable", &e.to_string())),
-                Err(e) => Err(reject(401, "unauthorized", &e.to_string())),
+                Err(e) => {
+                    let status = e.status();
+                    let code = match status {
+                        401 => "unauthorized",
+                        503 => "unavailable",
+                        _ => "internal_error",
+                    };
+                    Err(reject(status, code, &e.to_string()))
+                }
             }
         })
     }
@@ -66,6 +75,52 @@ impl EdgeApp for AppEdge {
 
     fn upstream(&self) -> SocketAddr {
         self.upstream
+    }
+
+    fn purged(&self, zone: Option<&str>, path: Option<&str>) {
+        let target = match (zone, path) {
+            (Some(z), _) => PurgeTarget::Zone(z.to_owned()),
+            (None, Some(p)) => PurgeTarget::Path(p.to_owned()),
+            (None, None) => return,
+        };
+        let bus = self.bus.clone();
+        tokio::spawn(async move { bus.publish(Event::EdgePurge { target }).await });
+    }
+}
+
+/// Turns cluster events into cache invalidation: any registry change (here
+/// or on another replica, after the snapshot has it) makes every cached
+/// entry unservable; a purge made on another replica is repeated here.
+pub struct EdgeInvalidation {
+    pub generations: Arc<Generations>,
+    pub zones: Vec<&'static Zone>,
+}
+
+impl Subscriber for EdgeInvalidation {
+    fn on_event<'a>(
+        &'a self,
+        event: &'a Event,
+        origin: Origin,
+    ) -> crate::cluster::bus::BoxFuture<'a, ()> {
+        match event {
+            Event::RegistryChanged { .. } | Event::PrincipalsChanged { .. } => {
+                self.generations.bump_all()
+            }
+            // This replica's edge already purged its own.
+            Event::EdgePurge { .. } if origin == Origin::Local => {}
+            Event::EdgePurge {
+                target: PurgeTarget::Zone(z),
+            } => {
+                if let Some(zone) = self.zones.iter().find(|zone| zone.name == *z) {
+                    zone.purge_all();
+                }
+            }
+            Event::EdgePurge {
+                target: PurgeTarget::Path(p),
+            } => self.generations.bump(&format!("path:{p}")),
+            Event::TokenRevoked { .. } | Event::TokenIssued { .. } => {}
+        }
+        Box::pin(async {})
     }
 }
 

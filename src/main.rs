@@ -83,7 +83,20 @@ enum ConfigCommand {
 }
 
 fn load(arg: &ConfigArg) -> Result<Config, String> {
-    Config::load(arg.config.as_deref()).map_err(|e| format!("configuration error: {e}"))
+    Config::load(arg.config.as_deref()).map_err(|e| describe_config_error(&e))
+}
+
+/// Every problem of a configuration, one per line.
+fn describe_config_error(e: &mcpgate::config::ConfigError) -> String {
+    let problems = e.problems();
+    if problems.len() == 1 {
+        return format!("configuration error: {e}");
+    }
+    let mut out = format!("configuration has {} problems:", problems.len());
+    for p in problems {
+        out.push_str(&format!("\n  - {p}"));
+    }
+    out
 }
 
 fn main() -> ExitCode {
@@ -176,8 +189,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             eprintln!(
                 "Generated secrets were stored in {}/.mcpgate-secrets.json (mode 0600).\n\
                  Make a token with:  mcpgate token create --username {} --admin",
-                cfg.state_dir().display(),
-                cfg.platform_admin_email
+                cfg.get().state_dir().display(),
+                cfg.get().platform_admin_email
             );
         }
         let path = args.config.config.clone();
@@ -244,19 +257,29 @@ fn reload_trigger(path: Option<PathBuf>) -> tokio::sync::mpsc::Receiver<()> {
 fn reload_config(running: &mcpgate::server::Running, path: Option<&std::path::Path>) {
     match Config::load(path) {
         Ok(new) => {
-            let restart = running.reload(&new);
-            tracing::warn!(needs_restart = ?restart, "configuration reloaded");
-            eprintln!("mcpgate: configuration reloaded");
-            if !restart.is_empty() {
+            let report = running.reload(&new);
+            tracing::warn!(applied = ?report.applied, needs_restart = ?report.needs_restart, "configuration reloaded");
+            eprintln!(
+                "mcpgate: configuration reloaded; applied: {}",
+                if report.applied.is_empty() {
+                    "nothing changed".to_owned()
+                } else {
+                    report.applied.join(", ")
+                }
+            );
+            if !report.needs_restart.is_empty() {
                 eprintln!(
                     "mcpgate: changed settings that apply only after a restart or a graceful upgrade (serve --upgrade, then SIGQUIT): {}",
-                    restart.join(", ")
+                    report.needs_restart.join(", ")
                 );
             }
         }
         Err(e) => {
             tracing::error!(error = %e, "configuration reload rejected; keeping the running configuration");
-            eprintln!("mcpgate: configuration reload rejected, keeping the old one: {e}");
+            eprintln!(
+                "mcpgate: configuration reload rejected, keeping the old one: {}",
+                describe_config_error(&e)
+            );
         }
     }
 }

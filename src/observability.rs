@@ -1,38 +1,49 @@
-//! Logging set-up and Prometheus metrics.
+//! Logging set-up (with a live log level) and the application's
+//! Prometheus metrics; the HTTP side of metrics is in `api::metrics`.
 
-use std::time::Instant;
-
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, reload};
 
-use crate::api::AppState;
 use crate::config::Config;
 
+static LOG_FILTER: std::sync::OnceLock<reload::Handle<EnvFilter, tracing_subscriber::Registry>> =
+    std::sync::OnceLock::new();
+
+/// Installs the process's log subscriber; its level can be changed later
+/// by [`set_log_level`] (a live setting).
 pub fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(config.log_filter())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if config.log_format == "json" {
-        builder.json().try_init()
+    let filter = EnvFilter::try_new(config.log_filter()).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
+    let installed = if config.log_format == "json" {
+        registry.with(fmt.json()).try_init()
     } else {
-        builder.try_init()
+        registry.with(fmt).try_init()
     };
+    if installed.is_ok() {
+        let _ = LOG_FILTER.set(handle);
+    }
+}
+
+/// Applies a reloaded `LOG_LEVEL`.
+pub fn set_log_level(config: &Config) {
+    if let (Some(handle), Ok(filter)) = (LOG_FILTER.get(), EnvFilter::try_new(config.log_filter()))
+    {
+        let _ = handle.reload(filter);
+    }
 }
 
 pub struct Metrics {
-    registry: Registry,
-    requests: IntCounterVec,
-    latency: HistogramVec,
-    db_queries: IntCounter,
-    items: IntGaugeVec,
+    pub registry: Registry,
+    pub requests: IntCounterVec,
+    pub latency: HistogramVec,
+    pub db_queries: IntCounter,
+    pub items: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -86,56 +97,4 @@ impl Metrics {
             items,
         }
     }
-}
-
-pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    // Both are reference-counted: no string is copied per request.
-    let method = req.method().clone();
-    let matched = req.extensions().get::<MatchedPath>().cloned();
-    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let resp = next.run(req).await;
-    let m = &st.metrics;
-    m.requests
-        .with_label_values(&[method.as_str(), route, resp.status().as_str()])
-        .inc();
-    m.latency
-        .with_label_values(&[route])
-        .observe(start.elapsed().as_secs_f64());
-    resp
-}
-
-pub async fn prometheus(State(st): State<AppState>) -> Response {
-    let m = &st.metrics;
-    let total = st.registry.store().query_count();
-    let seen = m.db_queries.get();
-    if total > seen {
-        m.db_queries.inc_by(total - seen);
-    }
-    let snap = st.registry.snapshot();
-    for (kind, n) in [
-        ("tools", snap.tools.len()),
-        ("gateways", snap.gateways.len()),
-        ("resources", snap.resources.len()),
-        ("prompts", snap.prompts.len()),
-        ("servers", snap.servers.len()),
-        ("teams", snap.teams.len()),
-    ] {
-        m.items.with_label_values(&[kind]).set(n as i64);
-    }
-    let mut buf = Vec::new();
-    if let Err(e) = TextEncoder::new().encode(&m.registry.gather(), &mut buf) {
-        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
-    }
-    if !st.edge_zones.is_empty() {
-        buf.extend_from_slice(st.edge_metrics.render(&st.edge_zones).as_bytes());
-    }
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        buf,
-    )
-        .into_response()
 }

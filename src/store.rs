@@ -29,12 +29,27 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A leader write carried a fencing token older than one already used:
+    /// this replica lost the lease and another leader has written since.
+    #[error("refused a write of a former leader (fencing token {0} is stale)")]
+    Fenced(i64),
     #[error("stored data is corrupt in {table}.{column}: {message}")]
     Corrupt {
         table: &'static str,
         column: &'static str,
         message: String,
     },
+}
+
+impl StoreError {
+    /// The HTTP status this failure means, wherever it surfaces.
+    pub fn status(&self) -> u16 {
+        match self {
+            StoreError::Conflict(_) | StoreError::Referenced(_) | StoreError::Fenced(_) => 409,
+            StoreError::Unavailable(_) => 503,
+            StoreError::Database(_) | StoreError::Migrate(_) | StoreError::Corrupt { .. } => 500,
+        }
+    }
 }
 
 fn classify(e: sqlx::Error) -> StoreError {
@@ -340,17 +355,6 @@ impl Store {
         rows.iter().map(R::from_row).collect()
     }
 
-    /// Runs one statement outside a transaction (used for single-row writes
-    /// that touch no registry data, such as token bookkeeping).
-    pub async fn execute(&self, sql: &'static str, vals: Vec<Val>) -> Result<u64, StoreError> {
-        self.count();
-        let r = bind(sqlx::query(sql), vals)
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok(r.rows_affected())
-    }
-
     pub async fn exists(&self, sql: &'static str, vals: Vec<Val>) -> Result<bool, StoreError> {
         self.count();
         let row = bind(sqlx::query(sql), vals)
@@ -376,15 +380,17 @@ impl Store {
     }
 }
 
-/// A registry write. Committing bumps the registry version so that other
-/// instances reload their snapshot.
+/// A transaction. The SQL that changes registry tables is written in the
+/// registry's write door (`registry::updater`), which is the only user of
+/// this type; the store only moves statements and values.
 pub struct Tx<'s> {
     store: &'s Store,
     tx: sqlx::Transaction<'static, Any>,
 }
 
 impl Tx<'_> {
-    async fn run(&mut self, sql: String, vals: Vec<Val>) -> Result<u64, StoreError> {
+    /// Runs one statement; returns the number of rows it changed.
+    pub async fn run(&mut self, sql: String, vals: Vec<Val>) -> Result<u64, StoreError> {
         self.store.count();
         let r = bind(sqlx::query(AssertSqlSafe(sql)), vals)
             .execute(&mut *self.tx)
@@ -393,67 +399,43 @@ impl Tx<'_> {
         Ok(r.rows_affected())
     }
 
-    pub async fn insert<R: Record>(&mut self, r: &R) -> Result<(), StoreError> {
-        let placeholders: Vec<String> = (1..=R::COLUMNS.len()).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "INSERT INTO {} ({}) VALUES ({})",
-            R::TABLE,
-            R::COLUMNS.join(", "),
-            placeholders.join(", ")
-        );
-        self.run(sql, r.values()).await.map(|_| ())
-    }
-
-    /// Updates every column but the id. Returns false when the row is gone.
-    pub async fn update<R: Record>(&mut self, r: &R) -> Result<bool, StoreError> {
-        let sets: Vec<String> = R::COLUMNS[1..]
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c} = ${}", i + 2))
-            .collect();
-        let sql = format!("UPDATE {} SET {} WHERE id = $1", R::TABLE, sets.join(", "));
-        Ok(self.run(sql, r.values()).await? > 0)
-    }
-
-    pub async fn delete(&mut self, table: &'static str, id: &str) -> Result<bool, StoreError> {
-        let sql = format!("DELETE FROM {table} WHERE id = $1");
-        Ok(self.run(sql, vec![id.into()]).await? > 0)
-    }
-
-    pub async fn execute(&mut self, sql: &'static str, vals: Vec<Val>) -> Result<u64, StoreError> {
-        self.run(sql.to_owned(), vals).await
-    }
-
-    /// Replaces the right-hand side of an association for one left id.
-    pub async fn replace_pairs(
+    /// Runs one statement that returns a single integer (`RETURNING`).
+    pub async fn run_returning(
         &mut self,
-        table: &'static str,
-        left: &'static str,
-        right: &'static str,
-        left_id: &str,
-        right_ids: &[String],
-    ) -> Result<(), StoreError> {
-        self.run(
-            format!("DELETE FROM {table} WHERE {left} = $1"),
-            vec![left_id.into()],
-        )
-        .await?;
-        for id in right_ids {
-            self.run(
-                format!("INSERT INTO {table} ({left}, {right}) VALUES ($1, $2)"),
-                vec![left_id.into(), id.as_str().into()],
-            )
-            .await?;
-        }
-        Ok(())
+        sql: String,
+        vals: Vec<Val>,
+    ) -> Result<Option<i64>, StoreError> {
+        self.store.count();
+        let row = bind(sqlx::query(AssertSqlSafe(sql)), vals)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(classify)?;
+        row.map(|r| r.try_get::<i64, _>(0).map_err(classify))
+            .transpose()
     }
 
-    pub async fn commit(mut self) -> Result<(), StoreError> {
-        self.run(
-            "UPDATE registry_state SET version = version + 1 WHERE id = 1".to_owned(),
-            vec![],
-        )
-        .await?;
+    /// Rows of `R` whose `filter_column` equals `value`, read inside the
+    /// transaction.
+    pub async fn fetch_where<R: Record>(
+        &mut self,
+        filter_column: &'static str,
+        value: Val,
+    ) -> Result<Vec<R>, StoreError> {
+        self.store.count();
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {filter_column} = $1 ORDER BY {}",
+            R::COLUMNS.join(", "),
+            R::TABLE,
+            R::COLUMNS[0]
+        );
+        let rows = bind(sqlx::query(AssertSqlSafe(sql)), vec![value])
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(classify)?;
+        rows.iter().map(R::from_row).collect()
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
         self.store.count();
         self.tx.commit().await.map_err(classify)
     }

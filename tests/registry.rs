@@ -479,19 +479,17 @@ async fn snapshot_reads(backend: Backend) {
     let db = Db::new(backend).await;
     let gw = Gw::start(config_for(&db)).await;
     let store = gw.running.state.registry.store();
-    {
-        let mut tx = store.begin().await.unwrap();
-        let now = mcpgate::util::now();
-        for i in 0..1000 {
+    let now = mcpgate::util::now();
+    let tools: Vec<Tool> = (0..1000)
+        .map(|i| {
             let mut tool = mcpgate::registry::input::ToolInput::new_tool("admin@example.com", &now);
             tool.name = format!("tool-{i:04}");
             tool.original_name = tool.name.clone();
             tool.url = Some("https://a.example/x".into());
-            tx.insert(&tool).await.unwrap();
-        }
-        tx.commit().await.unwrap();
-    }
-    gw.running.state.registry.reload().await.unwrap();
+            tool
+        })
+        .collect();
+    gw.running.state.updater.create_many(&tools).await.unwrap();
     let t = gw.admin.clone();
     assert_eq!(gw.get("/v1/tools?limit=1", &t).await.0, StatusCode::OK); // token now cached
     let before = store.query_count();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use mcpgate_cache_zones::Generation;
-use std::sync::RwLock;
+use parking_lot::RwLock;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type EdgeBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
@@ -24,10 +24,7 @@ pub struct Rejection {
 pub trait EdgeApp: Send + Sync + 'static {
     /// Verifies the caller of a cacheable request; returns its visibility
     /// scope (the cache key part that keeps users and teams apart).
-    fn authenticate(
-        &self,
-        authorization: Option<String>,
-    ) -> BoxFuture<'_, Result<String, Rejection>>;
+    fn scope_of(&self, authorization: Option<String>) -> BoxFuture<'_, Result<String, Rejection>>;
     /// Serves one request in-process.
     fn call(&self, request: http::Request<Bytes>) -> BoxFuture<'static, http::Response<EdgeBody>>;
     /// The application's own listener: cache fills and WebSocket upgrades.
@@ -36,6 +33,9 @@ pub trait EdgeApp: Send + Sync + 'static {
     fn can_purge(&self, scope: &str) -> bool {
         scope == "admin"
     }
+    /// Told after the edge purged a zone or a path, so that the application
+    /// can have other replicas do the same.
+    fn purged(&self, _zone: Option<&str>, _path: Option<&str>) {}
 }
 
 /// Generations by name (a collection, a path, a zone). Cache keys embed the
@@ -48,24 +48,12 @@ pub struct Generations {
 
 impl Generations {
     pub fn get(&self, name: &str) -> u64 {
-        let g = self
-            .map
-            .read()
-            .expect("lock")
-            .get(name)
-            .map(|g| g.current())
-            .unwrap_or(0);
+        let g = self.map.read().get(name).map(|g| g.current()).unwrap_or(0);
         g.wrapping_add(self.all.current() << 32)
     }
 
     pub fn bump(&self, name: &str) {
-        let g = self
-            .map
-            .write()
-            .expect("lock")
-            .entry(name.to_owned())
-            .or_default()
-            .clone();
+        let g = self.map.write().entry(name.to_owned()).or_default().clone();
         g.bump();
     }
 

@@ -80,7 +80,7 @@ pub(crate) fn plan(buf: &[u8]) -> Option<Plan> {
         _ => return None,
     };
     let path = req.path?;
-    if !path.starts_with('/') || path.starts_with("/edge/purge") {
+    if !path.starts_with('/') || crate::purge::is_purge(path) {
         return None;
     }
     // httparse hands out slices of `buf`: keep their places instead.

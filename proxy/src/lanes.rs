@@ -23,8 +23,9 @@ use pingora_proxy::{HttpProxy, ProxyHttp};
 use tokio::io::AsyncWriteExt;
 
 use crate::app::EdgeApp;
+use crate::context::prepare;
 use crate::direct::{DirectSession, Plan, plan};
-use crate::edge::{EdgeProxy, prepare};
+use crate::edge::EdgeProxy;
 use crate::percore::{Buffered, Front};
 
 /// How long a connection may wait for (the first bytes of) its next

@@ -6,18 +6,26 @@
 //! handed to it in-process (no network hop); cache fills and WebSocket
 //! upgrades go to the application's own listener.
 
+mod admission;
+mod answers;
 pub mod app;
 pub mod config;
+mod context;
 mod direct;
 mod downstream;
 pub mod edge;
 pub mod encoding;
+mod forwarding;
+mod inprocess;
 mod lanes;
 pub mod limits;
 pub mod metrics;
 mod percore;
+mod purge;
 pub mod routes;
 pub mod server;
+
+pub use answers::LINGER;
 
 pub use app::{BoxFuture, EdgeApp, EdgeBody, Generations, Rejection};
 pub use config::{Compression, EdgeConfig};

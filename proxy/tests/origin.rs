@@ -147,7 +147,7 @@ struct TestApp {
 }
 
 impl EdgeApp for TestApp {
-    fn authenticate(&self, _auth: Option<String>) -> BoxFuture<'_, Result<String, Rejection>> {
+    fn scope_of(&self, _auth: Option<String>) -> BoxFuture<'_, Result<String, Rejection>> {
         Box::pin(async { Ok("user:test".to_owned()) })
     }
 

@@ -19,7 +19,7 @@ impl FromRequest<AppState> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let limit = state.config.max_request_body_bytes;
+        let limit = state.config().max_request_body_bytes;
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::TooLarge(limit)
@@ -35,10 +35,10 @@ impl FromRequest<AppState> for JsonBody {
         let value: Value = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
         let depth = crate::util::json_depth(&value);
-        if depth > state.config.max_json_depth {
+        if depth > state.config().max_json_depth {
             return Err(ApiError::BadRequest(format!(
                 "JSON nesting depth {depth} exceeds the limit of {}",
-                state.config.max_json_depth
+                state.config().max_json_depth
             )));
         }
         if !value.is_object() {
@@ -88,14 +88,14 @@ pub fn typed<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
 }
 
 /// Query string extractor with JSON errors.
-pub struct Q<T>(pub T);
+pub struct QueryParams<T>(pub T);
 
-impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Q<T> {
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for QueryParams<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or("");
-        serde_urlencoded_from(query).map(Q)
+        serde_urlencoded_from(query).map(QueryParams)
     }
 }
 

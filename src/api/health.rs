@@ -47,7 +47,7 @@ pub async fn version(State(st): State<AppState>) -> Response {
         "name": "mcpgate",
         "version": env!("CARGO_PKG_VERSION"),
         "database": st.registry.store().backend().as_str(),
-        "auth_required": st.config.auth_required,
+        "auth_required": st.config().auth_required,
         "uptime_seconds": st.started.elapsed().as_secs(),
     }))
     .into_response()

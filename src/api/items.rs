@@ -1,5 +1,6 @@
 //! Create, read, update, delete and state changes for the five registry
-//! collections, written once over the [`Kind`] trait.
+//! collections, written once over the [`ItemKind`] trait. Writes go through
+//! the registry's write door (`st.updater`).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,22 +16,23 @@ use serde_json::Value;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{JsonBody, Q, typed};
-use crate::auth::Principal;
+use super::extract::{JsonBody, QueryParams, typed};
+use crate::access::Principal;
 use crate::federation::discovery;
 use crate::registry::input::*;
 use crate::registry::model::*;
 use crate::registry::snapshot::{Collection, Entry, Snapshot};
-use crate::store::{Record, StoreError, Tx};
+use crate::store::{Record, StoreError};
 
-/// What a write carries besides the record itself.
+/// What a write carries besides the record itself: a credential to seal,
+/// and (servers) the items to bundle.
 #[derive(Default)]
-pub struct Extra {
+pub struct WriteExtras {
     pub auth: Option<(String, Value)>,
-    pub assoc: AssociationInput,
+    pub members: AssociationInput,
 }
 
-pub trait Kind: Owned + Record + Clone + Send + Sync + 'static {
+pub trait ItemKind: Owned + Record + Clone + Send + Sync + 'static {
     /// The key of the wrapped create shape (`{"tool": {...}}`).
     const WRAPPER: &'static str;
     const LABEL: &'static str;
@@ -39,38 +41,35 @@ pub trait Kind: Owned + Record + Clone + Send + Sync + 'static {
     fn collection(s: &Snapshot) -> &Collection<Self>;
     fn new_item(owner: &str, now: &str) -> Self;
     fn placement(input: &Self::Input) -> &PlacementInput;
-    fn apply(input: Self::Input, item: &mut Self, create: bool) -> Result<Extra, InputError>;
+    fn apply(input: Self::Input, item: &mut Self, create: bool) -> Result<WriteExtras, InputError>;
     fn set_common(&mut self, team: Option<String>, vis: Visibility, now: &str);
     fn set_enabled(&mut self, enabled: bool);
     fn set_auth(&mut self, _kind: String, _sealed: String) {}
     fn name(&self) -> &str;
 
     /// Checks references to other registry items.
-    fn check_refs(&self, _snap: &Snapshot, _p: &Principal, _extra: &Extra) -> Result<(), ApiError> {
+    fn check_refs(
+        &self,
+        _snap: &Snapshot,
+        _p: &Principal,
+        _extras: &WriteExtras,
+    ) -> Result<(), ApiError> {
         Ok(())
     }
 
-    /// Work after the item is committed (gateways: discovery). An error
-    /// here on create undoes the creation.
-    fn after_commit(
-        _st: &AppState,
-        _item: &Self,
-        _create: bool,
-    ) -> impl Future<Output = Result<(), ApiError>> + Send {
-        async { Ok(()) }
+    /// Writes the item through the write door. `Ok(false)`: the item to
+    /// update is gone.
+    fn write(
+        st: &AppState,
+        item: &Self,
+        _extras: &WriteExtras,
+        create: bool,
+    ) -> impl Future<Output = Result<bool, ApiError>> + Send {
+        async move { st.updater.save(item, create).await.map_err(conflict(item)) }
     }
 
     fn after_delete(_st: &AppState, _id: &str) -> impl Future<Output = ()> + Send {
         async {}
-    }
-
-    /// Writes rows that belong to the item (associations) in the same transaction.
-    fn write_children(
-        &self,
-        _tx: &mut Tx<'_>,
-        _extra: &Extra,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        async { Ok(()) }
     }
 }
 
@@ -90,7 +89,7 @@ macro_rules! common_setters {
     };
 }
 
-impl Kind for Tool {
+impl ItemKind for Tool {
     const WRAPPER: &'static str = "tool";
     const LABEL: &'static str = "tool";
     type Input = ToolInput;
@@ -103,17 +102,22 @@ impl Kind for Tool {
     fn placement(input: &ToolInput) -> &PlacementInput {
         &input.placement
     }
-    fn apply(input: ToolInput, item: &mut Self, create: bool) -> Result<Extra, InputError> {
-        Ok(Extra {
+    fn apply(input: ToolInput, item: &mut Self, create: bool) -> Result<WriteExtras, InputError> {
+        Ok(WriteExtras {
             auth: input.apply(item, create)?,
-            ..Extra::default()
+            ..WriteExtras::default()
         })
     }
     fn set_auth(&mut self, kind: String, sealed: String) {
         self.auth_type = Some(kind);
         self.auth_value = Some(sealed);
     }
-    fn check_refs(&self, snap: &Snapshot, p: &Principal, _extra: &Extra) -> Result<(), ApiError> {
+    fn check_refs(
+        &self,
+        snap: &Snapshot,
+        p: &Principal,
+        _extras: &WriteExtras,
+    ) -> Result<(), ApiError> {
         if let Some(g) = &self.gateway_id
             && !snap.gateways.get(g).is_some_and(|e| p.can_see(&e.item))
         {
@@ -124,54 +128,57 @@ impl Kind for Tool {
     common_setters!();
 }
 
-impl Kind for Gateway {
+impl ItemKind for Gateway {
     const WRAPPER: &'static str = "gateway";
     const LABEL: &'static str = "gateway";
     type Input = GatewayInput;
-    fn check_refs(&self, _snap: &Snapshot, p: &Principal, _extra: &Extra) -> Result<(), ApiError> {
-        if self.transport == "STDIO" && !p.is_admin {
+    fn check_refs(
+        &self,
+        _snap: &Snapshot,
+        p: &Principal,
+        _extras: &WriteExtras,
+    ) -> Result<(), ApiError> {
+        if self.transport == Transport::Stdio && !p.is_admin {
             return Err(ApiError::Forbidden("only platform admins may register STDIO gateways (they run a command on the gateway host)".into()));
         }
         Ok(())
     }
-    async fn after_commit(st: &AppState, gw: &Self, create: bool) -> Result<(), ApiError> {
+    /// The upstream is asked what it offers before anything is written, so
+    /// the gateway and its items land in one transaction: a gateway whose
+    /// upstream cannot be reached is refused (create) or recorded as
+    /// unreachable with the error (update).
+    async fn write(
+        st: &AppState,
+        gw: &Self,
+        _extras: &WriteExtras,
+        create: bool,
+    ) -> Result<bool, ApiError> {
         st.federation.forget(&gw.id).await;
         if !gw.enabled {
-            return Ok(());
+            return st.updater.save(gw, create).await.map_err(conflict(gw));
         }
-        let store = st.registry.store();
-        let synced = async {
-            let d = discovery::discover(&st.federation, gw)
-                .await
-                .map_err(|e| e.to_string())?;
-            discovery::sync(store, gw, d, &st.federation.cfg.separator)
-                .await
-                .map_err(|e| e.to_string())
+        let discovered = discovery::discover(&st.federation, gw)
+            .await
+            .map_err(|e| e.to_string());
+        if let (true, Err(e)) = (create, &discovered) {
+            st.federation.forget(&gw.id).await;
+            return Err(ApiError::BadGateway(format!(
+                "cannot register gateway {}: {e}",
+                gw.name
+            )));
         }
-        .await;
-        match synced {
-            Ok(()) => Ok(()),
-            Err(e) if create => {
-                st.federation.forget(&gw.id).await;
-                let mut tx = store.begin().await?;
-                tx.delete("gateways", &gw.id).await?;
-                tx.commit().await?;
-                Err(ApiError::BadGateway(format!(
-                    "cannot register gateway {}: {e}",
-                    gw.name
-                )))
-            }
-            Err(e) => {
-                tracing::warn!(gateway = %gw.name, error = %e, "gateway updated but its upstream did not answer");
-                store
-                    .execute(
-                        "UPDATE gateways SET reachable = 0, last_error = $1 WHERE id = $2",
-                        vec![e.into(), gw.id.as_str().into()],
-                    )
-                    .await?;
-                Ok(())
-            }
+        if let Err(e) = &discovered {
+            tracing::warn!(gateway = %gw.name, error = %e, "gateway updated but its upstream did not answer");
         }
+        let separator = &st.federation.cfg.separator;
+        let saved = st
+            .updater
+            .save_gateway(gw, create, discovered, separator)
+            .await;
+        if saved.is_err() {
+            st.federation.forget(&gw.id).await;
+        }
+        saved.map_err(conflict(gw))
     }
     async fn after_delete(st: &AppState, id: &str) {
         st.federation.forget(id).await;
@@ -185,10 +192,14 @@ impl Kind for Gateway {
     fn placement(input: &GatewayInput) -> &PlacementInput {
         &input.placement
     }
-    fn apply(input: GatewayInput, item: &mut Self, create: bool) -> Result<Extra, InputError> {
-        Ok(Extra {
+    fn apply(
+        input: GatewayInput,
+        item: &mut Self,
+        create: bool,
+    ) -> Result<WriteExtras, InputError> {
+        Ok(WriteExtras {
             auth: input.apply(item, create)?,
-            ..Extra::default()
+            ..WriteExtras::default()
         })
     }
     fn set_auth(&mut self, kind: String, sealed: String) {
@@ -198,7 +209,7 @@ impl Kind for Gateway {
     common_setters!();
 }
 
-impl Kind for Resource {
+impl ItemKind for Resource {
     const WRAPPER: &'static str = "resource";
     const LABEL: &'static str = "resource";
     type Input = ResourceInput;
@@ -211,14 +222,18 @@ impl Kind for Resource {
     fn placement(input: &ResourceInput) -> &PlacementInput {
         &input.placement
     }
-    fn apply(input: ResourceInput, item: &mut Self, create: bool) -> Result<Extra, InputError> {
+    fn apply(
+        input: ResourceInput,
+        item: &mut Self,
+        create: bool,
+    ) -> Result<WriteExtras, InputError> {
         input.apply(item, create)?;
-        Ok(Extra::default())
+        Ok(WriteExtras::default())
     }
     common_setters!();
 }
 
-impl Kind for Prompt {
+impl ItemKind for Prompt {
     const WRAPPER: &'static str = "prompt";
     const LABEL: &'static str = "prompt";
     type Input = PromptInput;
@@ -231,9 +246,9 @@ impl Kind for Prompt {
     fn placement(input: &PromptInput) -> &PlacementInput {
         &input.placement
     }
-    fn apply(input: PromptInput, item: &mut Self, create: bool) -> Result<Extra, InputError> {
+    fn apply(input: PromptInput, item: &mut Self, create: bool) -> Result<WriteExtras, InputError> {
         input.apply(item, create)?;
-        Ok(Extra::default())
+        Ok(WriteExtras::default())
     }
     common_setters!();
 }
@@ -252,7 +267,7 @@ fn check_ids<T: Owned>(
     Ok(())
 }
 
-impl Kind for Server {
+impl ItemKind for Server {
     const WRAPPER: &'static str = "server";
     const LABEL: &'static str = "server";
     type Input = ServerInput;
@@ -265,65 +280,47 @@ impl Kind for Server {
     fn placement(input: &ServerInput) -> &PlacementInput {
         &input.placement
     }
-    fn apply(input: ServerInput, item: &mut Self, create: bool) -> Result<Extra, InputError> {
-        Ok(Extra {
-            assoc: input.apply(item, create)?,
-            ..Extra::default()
+    fn apply(input: ServerInput, item: &mut Self, create: bool) -> Result<WriteExtras, InputError> {
+        Ok(WriteExtras {
+            members: input.apply(item, create)?,
+            ..WriteExtras::default()
         })
     }
-    fn check_refs(&self, snap: &Snapshot, p: &Principal, extra: &Extra) -> Result<(), ApiError> {
+    fn check_refs(
+        &self,
+        snap: &Snapshot,
+        p: &Principal,
+        extras: &WriteExtras,
+    ) -> Result<(), ApiError> {
         check_ids(
             "associated_tools",
-            extra.assoc.tools.as_ref(),
+            extras.members.tools.as_ref(),
             &snap.tools,
             p,
         )?;
         check_ids(
             "associated_resources",
-            extra.assoc.resources.as_ref(),
+            extras.members.resources.as_ref(),
             &snap.resources,
             p,
         )?;
         check_ids(
             "associated_prompts",
-            extra.assoc.prompts.as_ref(),
+            extras.members.prompts.as_ref(),
             &snap.prompts,
             p,
         )
     }
-    async fn write_children(&self, tx: &mut Tx<'_>, extra: &Extra) -> Result<(), StoreError> {
-        let a = &extra.assoc;
-        if let Some(ids) = &a.tools {
-            tx.replace_pairs(
-                "server_tool_association",
-                "server_id",
-                "tool_id",
-                &self.id,
-                ids,
-            )
-            .await?;
-        }
-        if let Some(ids) = &a.resources {
-            tx.replace_pairs(
-                "server_resource_association",
-                "server_id",
-                "resource_id",
-                &self.id,
-                ids,
-            )
-            .await?;
-        }
-        if let Some(ids) = &a.prompts {
-            tx.replace_pairs(
-                "server_prompt_association",
-                "server_id",
-                "prompt_id",
-                &self.id,
-                ids,
-            )
-            .await?;
-        }
-        Ok(())
+    async fn write(
+        st: &AppState,
+        server: &Self,
+        extras: &WriteExtras,
+        create: bool,
+    ) -> Result<bool, ApiError> {
+        st.updater
+            .save_server(server, create, &extras.members)
+            .await
+            .map_err(conflict(server))
     }
     common_setters!();
 }
@@ -444,10 +441,10 @@ pub fn list_response<T: Owned>(
     resp
 }
 
-async fn list<K: Kind>(
+async fn list<K: ItemKind>(
     State(st): State<AppState>,
     Extension(p): Extension<Arc<Principal>>,
-    Q(q): Q<ListQuery>,
+    QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Response, ApiError> {
     let snap = st.registry.snapshot();
     let (entries, next) = page(K::collection(&snap), &p, &q)?;
@@ -455,7 +452,7 @@ async fn list<K: Kind>(
 }
 
 /// The visible entry with this id, or 404 (invisible items do not exist).
-fn visible<'s, K: Kind>(
+fn visible<'s, K: ItemKind>(
     snap: &'s Snapshot,
     p: &Principal,
     id: &str,
@@ -466,7 +463,7 @@ fn visible<'s, K: Kind>(
         .ok_or_else(|| ApiError::not_found(K::LABEL, id))
 }
 
-async fn get_one<K: Kind>(
+async fn get_one<K: ItemKind>(
     State(st): State<AppState>,
     Extension(p): Extension<Arc<Principal>>,
     Path(id): Path<String>,
@@ -487,7 +484,7 @@ fn check_team(snap: &Snapshot, team: Option<&str>) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn conflict<K: Kind>(item: &K) -> impl FnOnce(StoreError) -> ApiError + '_ {
+fn conflict<K: ItemKind>(item: &K) -> impl FnOnce(StoreError) -> ApiError + '_ {
     move |e| match e {
         StoreError::Conflict(_) => ApiError::Conflict(format!(
             "a {} named {} already exists here",
@@ -498,31 +495,23 @@ fn conflict<K: Kind>(item: &K) -> impl FnOnce(StoreError) -> ApiError + '_ {
     }
 }
 
-/// Seals credentials, checks references and writes `item` in one transaction,
-/// then rebuilds the snapshot and answers with the stored item.
-async fn save<K: Kind>(
+/// Seals credentials, checks references and writes `item` through the
+/// write door, then answers with the stored item from the new snapshot.
+async fn save<K: ItemKind>(
     st: &AppState,
     p: &Principal,
     mut item: K,
-    extra: Extra,
+    extras: WriteExtras,
     create: bool,
 ) -> Result<Response, ApiError> {
     let snap = st.registry.snapshot();
-    item.check_refs(&snap, p, &extra)?;
-    if let Some((kind, doc)) = &extra.auth {
+    item.check_refs(&snap, p, &extras)?;
+    if let Some((kind, doc)) = &extras.auth {
         item.set_auth(kind.clone(), st.sealer.seal(doc.to_string().as_bytes()));
     }
-    let mut tx = st.registry.store().begin().await?;
-    if create {
-        tx.insert(&item).await.map_err(conflict(&item))?;
-    } else if !tx.update(&item).await.map_err(conflict(&item))? {
+    if !K::write(st, &item, &extras, create).await? {
         return Err(ApiError::not_found(K::LABEL, item.id()));
     }
-    item.write_children(&mut tx, &extra).await?;
-    tx.commit().await?;
-    let hook = K::after_commit(st, &item, create).await;
-    st.after_write().await;
-    hook?;
     let snap = st.registry.snapshot();
     let status = if create {
         StatusCode::CREATED
@@ -537,7 +526,7 @@ async fn save<K: Kind>(
     }
 }
 
-async fn create<K: Kind>(
+async fn create<K: ItemKind>(
     State(st): State<AppState>,
     Extension(p): Extension<Arc<Principal>>,
     body: JsonBody,
@@ -549,12 +538,12 @@ async fn create<K: Kind>(
         .map_err(ApiError::Forbidden)?;
     let now = crate::util::now();
     let mut item = K::new_item(&p.email, &now);
-    let extra = K::apply(input, &mut item, true)?;
+    let extras = K::apply(input, &mut item, true)?;
     item.set_common(team, vis, &now);
-    save(&st, &p, item, extra, true).await
+    save(&st, &p, item, extras, true).await
 }
 
-async fn update<K: Kind>(
+async fn update<K: ItemKind>(
     State(st): State<AppState>,
     Extension(p): Extension<Arc<Principal>>,
     Path(id): Path<String>,
@@ -577,12 +566,12 @@ async fn update<K: Kind>(
             .map_err(ApiError::Forbidden)?;
     }
     let mut item = current.item.clone();
-    let extra = K::apply(input, &mut item, false)?;
+    let extras = K::apply(input, &mut item, false)?;
     item.set_common(team, vis, &crate::util::now());
-    save(&st, &p, item, extra, false).await
+    save(&st, &p, item, extras, false).await
 }
 
-async fn delete<K: Kind>(
+async fn delete<K: ItemKind>(
     State(st): State<AppState>,
     Extension(p): Extension<Arc<Principal>>,
     Path(id): Path<String>,
@@ -595,13 +584,10 @@ async fn delete<K: Kind>(
             K::LABEL
         )));
     }
-    let mut tx = st.registry.store().begin().await?;
-    if !tx.delete(K::TABLE, &id).await? {
+    if !st.updater.delete::<K>(&id).await? {
         return Err(ApiError::not_found(K::LABEL, &id));
     }
-    tx.commit().await?;
     K::after_delete(&st, &id).await;
-    st.after_write().await;
     Ok(axum::Json(serde_json::json!({
         "status": "success",
         "message": format!("{} {id} deleted", K::LABEL),
@@ -614,11 +600,11 @@ struct StateQuery {
     activate: Option<bool>,
 }
 
-async fn set_state<K: Kind>(
+async fn set_state<K: ItemKind>(
     State(st): State<AppState>,
     Extension(p): Extension<Arc<Principal>>,
     Path(id): Path<String>,
-    Q(q): Q<StateQuery>,
+    QueryParams(q): QueryParams<StateQuery>,
 ) -> Result<Response, ApiError> {
     let activate = q.activate.ok_or_else(|| {
         ApiError::BadRequest("query parameter `activate=true|false` is required".into())
@@ -635,7 +621,7 @@ async fn set_state<K: Kind>(
     item.set_enabled(activate);
     let (team, vis) = (item.team_id().map(str::to_owned), item.visibility());
     item.set_common(team, vis, &crate::util::now());
-    save(&st, &p, item, Extra::default(), false).await
+    save(&st, &p, item, WriteExtras::default(), false).await
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -688,7 +674,7 @@ macro_rules! member_handler {
             State(st): State<AppState>,
             Extension(p): Extension<Arc<Principal>>,
             Path(id): Path<String>,
-            Q(q): Q<ListQuery>,
+            QueryParams(q): QueryParams<ListQuery>,
         ) -> Result<Response, ApiError> {
             server_members(st, p, id, q, $which).await
         }
@@ -711,9 +697,12 @@ async fn refresh_gateway(
             "not allowed to refresh this gateway".into(),
         ));
     }
-    discovery::refresh(&st.federation, &st.registry, &id)
+    discovery::refresh(&st.federation, &st.updater, &id)
         .await
-        .map_err(ApiError::BadGateway)?;
+        .map_err(|e| match e {
+            discovery::RefreshError::Store(s) => ApiError::from(s),
+            other => ApiError::BadGateway(other.to_string()),
+        })?;
     let snap = st.registry.snapshot();
     let count = |g: Option<&str>| g == Some(id.as_str());
     Ok(axum::Json(serde_json::json!({
@@ -725,7 +714,7 @@ async fn refresh_gateway(
     .into_response())
 }
 
-fn crud<K: Kind>(router: axum::Router<AppState>, base: &str) -> axum::Router<AppState> {
+fn crud<K: ItemKind>(router: axum::Router<AppState>, base: &str) -> axum::Router<AppState> {
     router
         .route(base, get(list::<K>).post(create::<K>))
         .route(

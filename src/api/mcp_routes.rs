@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::AppState;
-use crate::auth::Principal;
+use crate::access::Principal;
 use crate::mcp::{conn, http};
 
 type P = Extension<Arc<Principal>>;
@@ -122,7 +122,7 @@ fn upgrade(
         return (axum::http::StatusCode::NOT_FOUND, e.message).into_response();
     }
     let ep = st.mcp.clone();
-    ws.max_message_size(st.config.max_request_body_bytes)
+    ws.max_message_size(st.config().max_request_body_bytes)
         .on_upgrade(move |socket| conn::websocket(ep, Some(p), id, socket))
 }
 

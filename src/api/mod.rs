@@ -7,6 +7,7 @@ pub mod extract;
 pub mod health;
 pub mod items;
 pub mod mcp_routes;
+pub mod metrics;
 pub mod teams;
 pub mod tokens;
 
@@ -19,16 +20,19 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use crate::access::Principal;
 use crate::auth::{Auth, bearer};
-use crate::config::Config;
+use crate::cluster::{Bus, Leadership};
+use crate::config::{Config, LiveConfig};
 use crate::crypto::Sealer;
 use crate::federation::Federation;
-use crate::federation::service::GatewayService;
+use crate::gateway::GatewayService;
 use crate::mcp::http::Endpoint;
 use crate::observability::Metrics;
-use crate::registry::Registry;
+use crate::registry::{Registry, Updater};
+use crate::server::Readiness;
 use error::ApiError;
-use mcpgate_proxy::edge::LINGER;
+use mcpgate_proxy::LINGER;
 
 /// Shared by every handler. One `Arc`, so the per-request clones axum makes
 /// (one per layer and extractor) cost one reference count, not one per field.
@@ -49,8 +53,14 @@ impl std::ops::Deref for AppState {
 }
 
 pub struct AppInner {
-    pub config: Arc<Config>,
+    pub config: Arc<LiveConfig>,
+    /// Read-only registry handle: every request path reads this.
     pub registry: Arc<Registry>,
+    /// The write door: handlers that change the registry go through it.
+    pub updater: Arc<Updater>,
+    pub readiness: Arc<Readiness>,
+    pub bus: Arc<Bus>,
+    pub leadership: Arc<Leadership>,
     pub auth: Arc<Auth>,
     pub sealer: Arc<Sealer>,
     pub metrics: Arc<Metrics>,
@@ -62,17 +72,9 @@ pub struct AppInner {
 }
 
 impl AppState {
-    /// After a committed registry write: rebuild the snapshot. If that
-    /// fails the write still stands; the sync task retries.
-    pub async fn after_write(&self) {
-        if let Err(e) = self.registry.reload().await {
-            tracing::warn!(error = %e, "registry reload after write failed");
-        }
-    }
-
-    pub async fn after_membership_change(&self) {
-        self.after_write().await;
-        self.auth.invalidate_principals();
+    /// The configuration in force (live settings follow reloads).
+    pub fn config(&self) -> arc_swap::Guard<Arc<Config>> {
+        self.config.get()
     }
 }
 
@@ -83,12 +85,11 @@ async fn resolve_principal(
     st: &AppState,
     token: Option<String>,
     required: bool,
-) -> Result<Arc<crate::auth::Principal>, ApiError> {
+) -> Result<Arc<Principal>, ApiError> {
+    let auth_required = st.config().auth_required;
     match token.as_deref() {
-        Some(token) if st.config.auth_required || required => {
-            Ok(st.auth.authenticate(token).await?)
-        }
-        Some(_) | None if !st.config.auth_required => Ok(st.auth.anonymous_admin()),
+        Some(token) if auth_required || required => Ok(st.auth.verify(token).await?),
+        Some(_) | None if !auth_required => Ok(st.auth.anonymous_admin()),
         None if !required => Ok(st.auth.anonymous()),
         _ => Err(ApiError::Unauthorized("missing bearer token".into())),
     }
@@ -102,7 +103,8 @@ fn token_of(req: &Request) -> Option<String> {
         .map(str::to_owned)
 }
 
-async fn authenticate(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+/// Middleware of the REST API: a principal is required.
+async fn require_principal(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
     match resolve_principal(&st, token_of(&req), true).await {
         Ok(p) => {
             req.extensions_mut().insert(p);
@@ -112,8 +114,11 @@ async fn authenticate(State(st): State<AppState>, mut req: Request, next: Next) 
     }
 }
 
-async fn authenticate_mcp(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
-    match resolve_principal(&st, token_of(&req), st.config.mcp_auth_required()).await {
+/// Middleware of the MCP endpoints: anonymous callers are let in when
+/// `MCP_REQUIRE_AUTH=false`.
+async fn mcp_principal(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    let required = st.config().mcp_auth_required();
+    match resolve_principal(&st, token_of(&req), required).await {
         Ok(p) => {
             req.extensions_mut().insert(p);
             next.run(req).await
@@ -122,7 +127,15 @@ async fn authenticate_mcp(State(st): State<AppState>, mut req: Request, next: Ne
     }
 }
 
-async fn deprecated(req: Request, next: Next) -> Response {
+/// The unversioned aliases: deprecated, and gone when `LEGACY_API_ENABLED`
+/// is switched off (live).
+async fn deprecated(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    if !st.config().legacy_api_enabled {
+        return ApiError::NotFound(
+            "no such route (the unversioned API is disabled; use /v1)".into(),
+        )
+        .into_response();
+    }
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     h.insert("deprecation", HeaderValue::from_static("true"));
@@ -145,8 +158,11 @@ fn api_routes() -> axum::Router<AppState> {
 /// before the handler and read and discarded for a bounded time after the
 /// answer (lingering close), so that a client still writing it gets to read
 /// the 413 instead of a reset.
+///
+/// The limit is the live one: the body is wrapped in a limit read per
+/// request, so a reload applies to the next request.
 async fn too_large(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let limit = st.config.max_request_body_bytes;
+    let limit = st.config().max_request_body_bytes;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -155,6 +171,7 @@ async fn too_large(State(st): State<AppState>, req: Request, next: Next) -> Resp
         tokio::spawn(linger(req.into_body()));
         ApiError::TooLarge(limit).into_response()
     } else {
+        let req = req.map(|b| axum::body::Body::new(http_body_util::Limited::new(b, limit)));
         let resp = next.run(req).await;
         if resp.status() != axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             return resp;
@@ -190,18 +207,16 @@ async fn not_found() -> ApiError {
 }
 
 pub fn router(state: AppState) -> axum::Router {
-    let mut protected = axum::Router::new()
+    let protected = axum::Router::new()
         .nest("/v1", api_routes())
-        .route("/metrics/prometheus", get(crate::observability::prometheus));
-    if state.config.legacy_api_enabled {
-        protected = protected.merge(api_routes().layer(middleware::from_fn(deprecated)));
-    }
-    let protected =
-        protected.route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
-    let mcp = mcp_routes::routes().route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        authenticate_mcp,
-    ));
+        .route("/metrics/prometheus", get(metrics::prometheus))
+        .merge(api_routes().layer(middleware::from_fn_with_state(state.clone(), deprecated)))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_principal,
+        ));
+    let mcp = mcp_routes::routes()
+        .route_layer(middleware::from_fn_with_state(state.clone(), mcp_principal));
     axum::Router::new()
         .merge(mcp)
         .route("/health", get(health::health))
@@ -212,8 +227,8 @@ pub fn router(state: AppState) -> axum::Router {
         .layer(middleware::from_fn_with_state(state.clone(), too_large))
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            crate::observability::track,
+            metrics::track,
         ))
-        .layer(DefaultBodyLimit::max(state.config.max_request_body_bytes))
+        .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }

@@ -1,6 +1,7 @@
-//! Teams and their members. Membership changes drop cached principals so
-//! that new roles apply on this instance at once (elsewhere within
-//! `AUTH_CACHE_USER_TTL`).
+//! Teams and their members. Principals are resolved against the registry
+//! snapshot, so a membership or role change applies on a replica as soon as
+//! its snapshot has the write (at once here, within the bus delay
+//! elsewhere).
 
 use std::sync::Arc;
 
@@ -15,11 +16,11 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{JsonBody, typed};
 use super::items::{json_array, json_response};
-use crate::auth::Principal;
+use crate::access::Principal;
 use crate::registry::input::{MemberInput, TeamInput, bad, check_email, description, team_name};
 use crate::registry::model::{Team, TeamMember, TeamRole, Visibility};
 use crate::registry::snapshot::Snapshot;
-use crate::store::{StoreError, Val};
+use crate::store::StoreError;
 use crate::util::{new_id, now, slugify};
 
 fn team_visibility(v: Option<&str>, current: Visibility) -> Result<Visibility, ApiError> {
@@ -45,17 +46,6 @@ fn require_admin(snap: &Snapshot, p: &Principal, team: &str) -> Result<(), ApiEr
     } else {
         Err(ApiError::Forbidden("team_admin role required".into()))
     }
-}
-
-async fn ensure_user(st: &AppState, email: &str) -> Result<(), ApiError> {
-    st.registry
-        .store()
-        .execute(
-            "INSERT INTO users (email, is_admin, is_active, created_at) VALUES ($1, 0, 1, $2) ON CONFLICT (email) DO NOTHING",
-            vec![email.into(), now().into()],
-        )
-        .await?;
-    Ok(())
 }
 
 async fn list(State(st): State<AppState>, Extension(p): Extension<Arc<Principal>>) -> Response {
@@ -117,26 +107,12 @@ async fn create(
         visibility: team_visibility(input.visibility.as_deref(), Visibility::Private)?,
         is_active: true,
         created_at: ts.clone(),
-        updated_at: ts.clone(),
+        updated_at: ts,
     };
-    ensure_user(&st, &p.email).await?;
-    let mut tx = st.registry.store().begin().await?;
-    tx.insert(&team).await.map_err(|e| match e {
-        StoreError::Conflict(_) => {
-            ApiError::Conflict(format!("a team named {} already exists", team.name))
-        }
-        o => o.into(),
-    })?;
-    tx.insert(&TeamMember {
-        id: team.id.clone(),
-        team_id: team.id.clone(),
-        user_email: p.email.clone(),
-        role: TeamRole::TeamAdmin.as_str().into(),
-        joined_at: ts,
-    })
-    .await?;
-    tx.commit().await?;
-    st.after_membership_change().await;
+    st.updater
+        .create_team(&team, &p.email)
+        .await
+        .map_err(team_conflict(&team.name))?;
     created_team(&st, &team.id, StatusCode::CREATED)
 }
 
@@ -159,15 +135,14 @@ async fn update(
     }
     team.visibility = team_visibility(input.visibility.as_deref(), team.visibility)?;
     team.updated_at = now();
-    let mut tx = st.registry.store().begin().await?;
-    tx.update(&team).await.map_err(|e| match e {
-        StoreError::Conflict(_) => {
-            ApiError::Conflict(format!("a team named {} already exists", team.name))
-        }
-        o => o.into(),
-    })?;
-    tx.commit().await?;
-    st.after_write().await;
+    if !st
+        .updater
+        .update_team(&team)
+        .await
+        .map_err(team_conflict(&team.name))?
+    {
+        return Err(ApiError::not_found("team", &id));
+    }
     created_team(&st, &id, StatusCode::OK)
 }
 
@@ -179,16 +154,25 @@ async fn delete(
     let snap = st.registry.snapshot();
     find(&snap, &p, &id)?;
     require_admin(&snap, &p, &id)?;
-    let mut tx = st.registry.store().begin().await?;
-    tx.delete("teams", &id).await.map_err(|e| match e {
+    let deleted = st.updater.delete_team(&id).await.map_err(|e| match e {
         StoreError::Referenced(_) => ApiError::Conflict(
             "the team still owns registry items; move or delete them first".into(),
         ),
         o => o.into(),
     })?;
-    tx.commit().await?;
-    st.after_membership_change().await;
+    if !deleted {
+        return Err(ApiError::not_found("team", &id));
+    }
     Ok(Json(json!({"status": "success", "message": format!("team {id} deleted")})).into_response())
+}
+
+fn team_conflict(name: &str) -> impl FnOnce(StoreError) -> ApiError + '_ {
+    move |e| match e {
+        StoreError::Conflict(_) => {
+            ApiError::Conflict(format!("a team named {name} already exists"))
+        }
+        o => o.into(),
+    }
 }
 
 fn members_of(snap: &Snapshot, team: &str) -> Vec<TeamMember> {
@@ -236,7 +220,6 @@ async fn add_member(
             .ok_or_else(|| bad("email", "is required"))?,
     )?;
     let role = parse_role(input.role.as_deref(), TeamRole::Viewer)?;
-    ensure_user(&st, &email).await?;
     let member = TeamMember {
         id: id.clone(),
         team_id: id.clone(),
@@ -244,13 +227,10 @@ async fn add_member(
         role: role.as_str().into(),
         joined_at: now(),
     };
-    let mut tx = st.registry.store().begin().await?;
-    tx.insert(&member).await.map_err(|e| match e {
+    st.updater.add_member(&member).await.map_err(|e| match e {
         StoreError::Conflict(_) => ApiError::Conflict(format!("{email} is already a member")),
         o => o.into(),
     })?;
-    tx.commit().await?;
-    st.after_membership_change().await;
     Ok((StatusCode::CREATED, Json(member)).into_response())
 }
 
@@ -296,18 +276,9 @@ async fn update_member(
     }
     let role = parse_role(input.role.as_deref(), TeamRole::Viewer)?;
     keeps_an_admin(&snap, &id, &email, Some(role))?;
-    let mut tx = st.registry.store().begin().await?;
-    tx.execute(
-        "UPDATE team_members SET role = $1 WHERE team_id = $2 AND user_email = $3",
-        vec![
-            role.as_str().into(),
-            id.as_str().into(),
-            Val::from(email.as_str()),
-        ],
-    )
-    .await?;
-    tx.commit().await?;
-    st.after_membership_change().await;
+    if !st.updater.set_member_role(&id, &email, role).await? {
+        return Err(ApiError::not_found("member", &email));
+    }
     let snap = st.registry.snapshot();
     let m = members_of(&snap, &id)
         .into_iter()
@@ -330,14 +301,9 @@ async fn remove_member(
         return Err(ApiError::not_found("member", &email));
     }
     keeps_an_admin(&snap, &id, &email, None)?;
-    let mut tx = st.registry.store().begin().await?;
-    tx.execute(
-        "DELETE FROM team_members WHERE team_id = $1 AND user_email = $2",
-        vec![id.as_str().into(), email.as_str().into()],
-    )
-    .await?;
-    tx.commit().await?;
-    st.after_membership_change().await;
+    if !st.updater.remove_member(&id, &email).await? {
+        return Err(ApiError::not_found("member", &email));
+    }
     Ok(
         Json(json!({"status": "success", "message": format!("{email} removed from team {id}")}))
             .into_response(),

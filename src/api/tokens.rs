@@ -12,8 +12,8 @@ use serde_json::json;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{JsonBody, Q, typed};
-use crate::auth::Principal;
+use super::extract::{JsonBody, QueryParams, typed};
+use crate::access::Principal;
 use crate::crypto::sha256_hex;
 use crate::registry::input::{TokenInput, bad};
 use crate::registry::model::ApiToken;
@@ -71,14 +71,12 @@ async fn create(
         is_active: true,
         created_at: now(),
     };
-    let mut tx = st.registry.store().begin().await?;
-    tx.insert(&record).await.map_err(|e| match e {
+    st.updater.issue_token(&record).await.map_err(|e| match e {
         StoreError::Conflict(_) => {
             ApiError::Conflict(format!("you already have a token named {}", record.name))
         }
         o => o.into(),
     })?;
-    tx.commit().await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"access_token": token, "token_type": "bearer", "token": record})),
@@ -95,7 +93,7 @@ struct ListQuery {
 async fn list(
     State(st): State<AppState>,
     Extension(p): Extension<Arc<Principal>>,
-    Q(q): Q<ListQuery>,
+    QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Response, ApiError> {
     let store = st.registry.store();
     let tokens: Vec<ApiToken> = if q.all {
@@ -133,15 +131,8 @@ async fn revoke(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let t = owned_token(&st, &p, &id).await?;
-    st.registry
-        .store()
-        .execute(
-            "UPDATE api_tokens SET is_active = 0 WHERE id = $1",
-            vec![id.as_str().into()],
-        )
-        .await?;
-    st.auth
-        .revoke(&t.jti, &p.email, Some("revoked through the API"))
+    st.updater
+        .revoke_token(&t.jti, &p.email, Some("revoked through the API"))
         .await?;
     Ok(
         Json(json!({"status": "success", "message": format!("token {id} revoked")}))

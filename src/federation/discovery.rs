@@ -1,26 +1,29 @@
-//! Discovery: what an upstream offers (tools, resources, resource
-//! templates, prompts), written into the registry under the gateway, keeping
-//! the ids of items that were already known so associations survive.
+//! Discovery: asks an upstream what it offers (tools, resources, resource
+//! templates, prompts); the write door turns the answer into registry rows.
 
-use std::collections::HashMap;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Federation;
-use super::client::UpstreamError;
-use crate::registry::Registry;
-use crate::registry::model::{Gateway, Prompt, Resource, Tool};
-use crate::store::{Record, Store, StoreError, Tx, Val};
-use crate::util::{new_id, now, slugify};
+use super::upstream::UpstreamError;
+use crate::registry::Updater;
+pub use crate::registry::discovered::{Discovered, exposed_name, sanitize};
+use crate::registry::model::Gateway;
+use crate::store::StoreError;
 
-#[derive(Debug, Default)]
-pub struct Discovered {
-    pub capabilities: Value,
-    pub tools: Vec<Value>,
-    pub resources: Vec<Value>,
-    pub templates: Vec<Value>,
-    pub prompts: Vec<Value>,
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("gateway {0} not found")]
+    UnknownGateway(String),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 const MAX_PAGES: usize = 100;
@@ -82,239 +85,95 @@ pub async fn discover(fed: &Federation, gw: &Gateway) -> Result<Discovered, Upst
     Ok(d)
 }
 
-/// A tool name as exposed under a gateway: characters outside the
-/// 2025-11-25 tool-name alphabet become `-`.
-pub fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_-.".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect()
-}
-
-pub fn exposed_name(gw: &Gateway, sep: &str, original: &str) -> String {
-    format!("{}{sep}{}", slugify(&gw.name), sanitize(original))
-}
-
-fn s(v: &Value, k: &str) -> Option<String> {
-    v.get(k).and_then(Value::as_str).map(str::to_owned)
-}
-
-/// Inserts a newly discovered item, or updates one already known.
-async fn put<R: Record>(tx: &mut Tx<'_>, item: &R, known: bool) -> Result<(), StoreError> {
-    if known {
-        tx.update(item).await.map(|_| ())
-    } else {
-        tx.insert(item).await
-    }
-}
-
-/// Deletes the known items the upstream no longer offers.
-async fn drop_missing<R: Record>(
-    tx: &mut Tx<'_>,
-    known: &HashMap<String, R>,
-    seen: &[String],
-) -> Result<(), StoreError> {
-    for (key, item) in known {
-        if !seen.contains(key) {
-            tx.delete(R::TABLE, item.id()).await?;
-        }
-    }
-    Ok(())
-}
-
-/// Writes what was discovered into the registry, in one transaction.
-pub async fn sync(store: &Store, gw: &Gateway, d: Discovered, sep: &str) -> Result<(), StoreError> {
-    let ts = now();
-    let old_tools: HashMap<String, Tool> = store
-        .fetch_where::<Tool>("gateway_id", gw.id.as_str().into())
-        .await?
-        .into_iter()
-        .map(|t| (t.original_name.clone(), t))
-        .collect();
-    let old_res: HashMap<String, Resource> = store
-        .fetch_where::<Resource>("gateway_id", gw.id.as_str().into())
-        .await?
-        .into_iter()
-        .map(|r| (r.uri.clone(), r))
-        .collect();
-    let old_prompts: HashMap<String, Prompt> = store
-        .fetch_where::<Prompt>("gateway_id", gw.id.as_str().into())
-        .await?
-        .into_iter()
-        .map(|p| (p.original_name.clone(), p))
-        .collect();
-
-    let mut tx = store.begin().await?;
-    let mut seen = Vec::new();
-    for t in &d.tools {
-        let Some(original) = s(t, "name") else {
-            continue;
-        };
-        let existing = old_tools.get(&original);
-        let tool = Tool {
-            id: existing.map_or_else(new_id, |e| e.id.clone()),
-            name: exposed_name(gw, sep, &original),
-            original_name: original.clone(),
-            custom_name: None,
-            display_name: existing.and_then(|e| e.display_name.clone()),
-            title: s(t, "title"),
-            url: Some(gw.url.clone()),
-            description: s(t, "description"),
-            integration_type: "MCP".into(),
-            request_type: gw.transport.clone(),
-            headers: json!({}),
-            input_schema: t
-                .get("inputSchema")
-                .cloned()
-                .unwrap_or_else(|| json!({"type": "object"})),
-            output_schema: t.get("outputSchema").cloned(),
-            annotations: t.get("annotations").cloned().unwrap_or_else(|| json!({})),
-            jsonpath_filter: None,
-            auth_type: None,
-            auth_value: None,
-            timeout_ms: existing.and_then(|e| e.timeout_ms),
-            enabled: existing.is_none_or(|e| e.enabled),
-            reachable: true,
-            gateway_id: Some(gw.id.clone()),
-            tags: existing.map_or_else(|| gw.tags.clone(), |e| e.tags.clone()),
-            team_id: gw.team_id.clone(),
-            owner_email: gw.owner_email.clone(),
-            visibility: gw.visibility,
-            created_at: existing.map_or_else(|| ts.clone(), |e| e.created_at.clone()),
-            updated_at: ts.clone(),
-        };
-        put(&mut tx, &tool, existing.is_some()).await?;
-        seen.push(original);
-    }
-    drop_missing(&mut tx, &old_tools, &seen).await?;
-
-    let mut seen = Vec::new();
-    let entries = d.resources.iter().map(|r| (r, s(r, "uri"), None)).chain(
-        d.templates
-            .iter()
-            .map(|r| (r, s(r, "uriTemplate"), s(r, "uriTemplate"))),
-    );
-    for (r, uri, template) in entries {
-        let Some(uri) = uri else { continue };
-        if seen.contains(&uri) {
-            continue;
-        }
-        let existing = old_res.get(&uri);
-        let res = Resource {
-            id: existing.map_or_else(new_id, |e| e.id.clone()),
-            uri: uri.clone(),
-            name: s(r, "name").unwrap_or_else(|| uri.clone()),
-            description: s(r, "description"),
-            mime_type: s(r, "mimeType"),
-            size: r.get("size").and_then(Value::as_i64),
-            uri_template: template,
-            text_content: None,
-            gateway_id: Some(gw.id.clone()),
-            enabled: existing.is_none_or(|e| e.enabled),
-            tags: existing.map_or_else(|| gw.tags.clone(), |e| e.tags.clone()),
-            team_id: gw.team_id.clone(),
-            owner_email: gw.owner_email.clone(),
-            visibility: gw.visibility,
-            created_at: existing.map_or_else(|| ts.clone(), |e| e.created_at.clone()),
-            updated_at: ts.clone(),
-        };
-        put(&mut tx, &res, existing.is_some()).await?;
-        seen.push(uri);
-    }
-    drop_missing(&mut tx, &old_res, &seen).await?;
-
-    let mut seen = Vec::new();
-    for p in &d.prompts {
-        let Some(original) = s(p, "name") else {
-            continue;
-        };
-        let existing = old_prompts.get(&original);
-        let prompt = Prompt {
-            id: existing.map_or_else(new_id, |e| e.id.clone()),
-            name: exposed_name(gw, sep, &original),
-            original_name: original.clone(),
-            description: s(p, "description"),
-            template: String::new(),
-            argument_schema: p.get("arguments").cloned().unwrap_or_else(|| json!([])),
-            gateway_id: Some(gw.id.clone()),
-            enabled: existing.is_none_or(|e| e.enabled),
-            tags: existing.map_or_else(|| gw.tags.clone(), |e| e.tags.clone()),
-            team_id: gw.team_id.clone(),
-            owner_email: gw.owner_email.clone(),
-            visibility: gw.visibility,
-            created_at: existing.map_or_else(|| ts.clone(), |e| e.created_at.clone()),
-            updated_at: ts.clone(),
-        };
-        put(&mut tx, &prompt, existing.is_some()).await?;
-        seen.push(original);
-    }
-    drop_missing(&mut tx, &old_prompts, &seen).await?;
-    tx.execute(
-        "UPDATE gateways SET capabilities = $1, last_seen = $2, reachable = 1, last_error = NULL WHERE id = $3",
-        vec![d.capabilities.to_string().into(), ts.into(), Val::from(gw.id.as_str())],
-    )
-    .await?;
-    tx.execute(
-        "UPDATE tools SET reachable = 1 WHERE gateway_id = $1",
-        vec![gw.id.as_str().into()],
-    )
-    .await?;
-    tx.commit().await
-}
-
 /// Discovers a gateway again and rewrites its items.
 pub async fn refresh(
     fed: &Federation,
-    registry: &Registry,
+    updater: &Updater,
     gateway_id: &str,
-) -> Result<(), String> {
-    let snap = registry.snapshot();
+) -> Result<(), RefreshError> {
+    let snap = updater.registry().snapshot();
     let gw = snap
         .gateways
         .get(gateway_id)
         .map(|e| e.item.clone())
-        .ok_or_else(|| format!("gateway {gateway_id} not found"))?;
-    let d = discover(fed, &gw).await.map_err(|e| e.to_string())?;
-    sync(registry.store(), &gw, d, &fed.cfg.separator)
-        .await
-        .map_err(|e| e.to_string())?;
-    registry.reload().await.map_err(|e| e.to_string())
+        .ok_or_else(|| RefreshError::UnknownGateway(gateway_id.to_owned()))?;
+    let d = discover(fed, &gw).await?;
+    updater.apply_discovery(&gw, d, &fed.cfg.separator).await?;
+    Ok(())
 }
 
-/// Refreshes a gateway whenever its upstream says a list changed.
-pub fn spawn_refresher(fed: std::sync::Arc<Federation>, registry: std::sync::Arc<Registry>) {
+/// How long notifications are gathered before refreshing: a burst from one
+/// upstream (tools, resources and prompts changed together) is one refresh.
+const COALESCE: Duration = Duration::from_millis(200);
+
+/// Takes every notification that arrives within [`COALESCE`] of `first`
+/// and returns the gateways they came from, each once.
+pub async fn gather(
+    first: String,
+    rx: &mut mpsc::UnboundedReceiver<(String, Value)>,
+    window: Duration,
+) -> BTreeSet<String> {
+    let mut ids = BTreeSet::from([first]);
+    let deadline = tokio::time::sleep(window);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            m = rx.recv() => match m {
+                Some((id, _)) => { ids.insert(id); }
+                None => break,
+            },
+            _ = &mut deadline => break,
+        }
+    }
+    ids
+}
+
+/// Refreshes a gateway whenever its upstream says a list changed, until
+/// `stop`.
+pub async fn run_refresher(fed: Arc<Federation>, updater: Arc<Updater>, stop: CancellationToken) {
     let Some(mut rx) = fed.take_list_changed() else {
         return;
     };
-    tokio::spawn(async move {
-        while let Some((gateway_id, method)) = rx.recv().await {
-            // Coalesce a burst of notifications into one refresh.
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            while rx.try_recv().is_ok() {}
-            match refresh(&fed, &registry, &gateway_id).await {
-                Ok(()) => {
-                    tracing::info!(%gateway_id, %method, "gateway refreshed after list_changed")
-                }
+    loop {
+        let first = tokio::select! {
+            m = rx.recv() => match m { Some((id, _)) => id, None => return },
+            _ = stop.cancelled() => return,
+        };
+        for gateway_id in gather(first, &mut rx, COALESCE).await {
+            match refresh(&fed, &updater, &gateway_id).await {
+                Ok(()) => tracing::info!(%gateway_id, "gateway refreshed after list_changed"),
                 Err(e) => {
                     tracing::warn!(%gateway_id, error = %e, "refresh after list_changed failed")
                 }
             }
         }
-    });
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn names_are_sanitized() {
-        assert_eq!(sanitize("get weather/now"), "get-weather-now");
-        assert_eq!(sanitize("test_simple.text-1"), "test_simple.text-1");
+    /// Regression: `discovery_coalescing_keeps_other_gateways`. Draining the
+    /// channel lost a notification from a second gateway that arrived in the
+    /// same window.
+    #[tokio::test(start_paused = true)]
+    async fn discovery_coalescing_keeps_other_gateways() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        tx.send(("a".to_owned(), json!("tools"))).unwrap();
+        tx.send(("b".to_owned(), json!("tools"))).unwrap();
+        tx.send(("a".to_owned(), json!("prompts"))).unwrap();
+        let first = rx.recv().await.unwrap().0;
+        let ids = gather(first, &mut rx, COALESCE).await;
+        assert_eq!(ids.into_iter().collect::<Vec<_>>(), vec!["a", "b"]);
+        // Something after the window is left for the next round.
+        let later = tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(COALESCE * 2).await;
+            later.send(("c".to_owned(), json!("tools"))).unwrap();
+        });
+        let ids = gather("d".into(), &mut rx, COALESCE).await;
+        assert_eq!(ids.into_iter().collect::<Vec<_>>(), vec!["d"]);
+        assert_eq!(rx.recv().await.unwrap().0, "c");
     }
 }

@@ -3,16 +3,20 @@
 //! consecutive failures the gateway and its tools are marked unreachable
 //! (calls then fail fast); one success restores them. Checks run
 //! concurrently, so a hanging upstream delays no other.
+//!
+//! A leader job: only the replica holding the lease checks and writes, and
+//! each write carries the lease's fencing token.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::Federation;
-use crate::registry::Registry;
+use crate::cluster::Leadership;
+use crate::registry::Updater;
 use crate::registry::model::Gateway;
-use crate::store::Val;
 
 #[derive(Default)]
 pub struct HealthState {
@@ -48,36 +52,22 @@ pub async fn check(fed: &Federation, gw: &Gateway) -> Result<(), String> {
     }
 }
 
-async fn set_reachable(registry: &Registry, gw: &Gateway, reachable: bool, error: Option<String>) {
-    let store = registry.store();
-    let r = async {
-        let mut tx = store.begin().await?;
-        tx.execute(
-            "UPDATE gateways SET reachable = $1, last_error = $2, last_seen = $3 WHERE id = $4",
-            vec![
-                Val::from(reachable),
-                Val::Text(error),
-                crate::util::now().into(),
-                gw.id.as_str().into(),
-            ],
-        )
-        .await?;
-        tx.execute(
-            "UPDATE tools SET reachable = $1 WHERE gateway_id = $2",
-            vec![Val::from(reachable), gw.id.as_str().into()],
-        )
-        .await?;
-        tx.commit().await?;
-        registry.reload().await
-    };
-    if let Err(e) = r.await {
+async fn set_reachable(
+    updater: &Updater,
+    gw: &Gateway,
+    reachable: bool,
+    error: Option<String>,
+    fence: u64,
+) {
+    if let Err(e) = updater.set_reachable(&gw.id, reachable, error, fence).await {
         tracing::warn!(gateway = %gw.name, error = %e, "could not record gateway health");
     }
 }
 
 /// Runs one round of checks and records state changes.
-pub async fn round(fed: &Arc<Federation>, registry: &Arc<Registry>, state: &HealthState) {
-    let snap = registry.snapshot();
+/// `fence` is the leader's fencing token, carried by every write.
+pub async fn round(fed: &Arc<Federation>, updater: &Updater, state: &HealthState, fence: u64) {
+    let snap = updater.registry().snapshot();
     let gateways: Vec<Gateway> = snap
         .gateways
         .iter()
@@ -93,7 +83,7 @@ pub async fn round(fed: &Arc<Federation>, registry: &Arc<Registry>, state: &Heal
     });
     for (gw, r) in futures_util::future::join_all(checks).await {
         let failures = {
-            let mut f = state.failures.lock().expect("lock");
+            let mut f = state.failures.lock();
             let n = f.entry(gw.id.clone()).or_default();
             match &r {
                 Ok(()) => *n = 0,
@@ -104,11 +94,11 @@ pub async fn round(fed: &Arc<Federation>, registry: &Arc<Registry>, state: &Heal
         match r {
             Ok(()) if !gw.reachable => {
                 tracing::info!(gateway = %gw.name, "gateway is reachable again");
-                set_reachable(registry, &gw, true, None).await;
+                set_reachable(updater, &gw, true, None, fence).await;
             }
             Err(e) if gw.reachable && failures >= fed.cfg.unhealthy_threshold => {
                 tracing::warn!(gateway = %gw.name, error = %e, failures, "gateway marked unreachable");
-                set_reachable(registry, &gw, false, Some(e)).await;
+                set_reachable(updater, &gw, false, Some(e), fence).await;
             }
             Err(e) => {
                 tracing::debug!(gateway = %gw.name, error = %e, failures, "health check failed")
@@ -118,15 +108,31 @@ pub async fn round(fed: &Arc<Federation>, registry: &Arc<Registry>, state: &Heal
     }
 }
 
-pub fn spawn(fed: Arc<Federation>, registry: Arc<Registry>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let state = HealthState::default();
-        let mut tick = tokio::time::interval(fed.cfg.health_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            round(&fed, &registry, &state).await;
+/// Checks every `HEALTH_CHECK_INTERVAL` while this replica leads, until
+/// `stop`.
+pub async fn run(
+    fed: Arc<Federation>,
+    updater: Arc<Updater>,
+    leadership: Arc<Leadership>,
+    stop: CancellationToken,
+) {
+    let state = HealthState::default();
+    let mut tick = tokio::time::interval(fed.cfg.health_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
         }
-    })
+        let Some(fence) = leadership.token() else {
+            // A follower forgets its counts: the next leader starts afresh.
+            state.failures.lock().clear();
+            continue;
+        };
+        tokio::select! {
+            _ = round(&fed, &updater, &state, fence) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
 }

@@ -2,12 +2,11 @@
 //! session when relaying), discovery of their tools, resources and prompts,
 //! health checks, and REST APIs wrapped as tools.
 
-pub mod client;
 pub mod discovery;
 pub mod health;
 pub mod rest;
-pub mod service;
 pub mod ssrf;
+pub mod upstream;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,8 +22,8 @@ use crate::crypto::Sealer;
 use crate::mcp::jsonrpc::RpcError;
 use crate::mcp::session::Session;
 use crate::registry::model::Gateway;
-use client::{Relay, Transport, Upstream, UpstreamError, UpstreamSpec};
 use ssrf::{GuardedResolver, SsrfPolicy};
+use upstream::{Relay, Transport, Upstream, UpstreamError, UpstreamSpec};
 
 #[derive(Debug, Clone)]
 pub struct FedConfig {
@@ -62,7 +61,7 @@ impl FedConfig {
 /// behind each other.
 #[derive(Default)]
 struct SlotInner {
-    current: std::sync::RwLock<Option<Arc<Upstream>>>,
+    current: parking_lot::RwLock<Option<Arc<Upstream>>>,
     connecting: tokio::sync::Mutex<()>,
 }
 
@@ -73,9 +72,9 @@ pub struct Federation {
     pub policy: Arc<SsrfPolicy>,
     pub sealer: Sealer,
     pub cfg: FedConfig,
-    shared: std::sync::Mutex<HashMap<String, Slot>>,
+    shared: parking_lot::Mutex<HashMap<String, Slot>>,
     list_changed: mpsc::UnboundedSender<(String, Value)>,
-    list_changed_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<(String, Value)>>>,
+    list_changed_rx: parking_lot::Mutex<Option<mpsc::UnboundedReceiver<(String, Value)>>>,
 }
 
 const SESSION_KEY: &str = "upstream:";
@@ -104,26 +103,21 @@ impl Federation {
             policy,
             sealer,
             cfg: FedConfig::from_config(config),
-            shared: std::sync::Mutex::new(HashMap::new()),
+            shared: parking_lot::Mutex::new(HashMap::new()),
             list_changed: tx,
-            list_changed_rx: std::sync::Mutex::new(Some(rx)),
+            list_changed_rx: parking_lot::Mutex::new(Some(rx)),
         })
     }
 
     /// `(gateway id, notification)` for upstream `*/list_changed`; taken once
     /// by the refresher task.
     pub fn take_list_changed(&self) -> Option<mpsc::UnboundedReceiver<(String, Value)>> {
-        self.list_changed_rx.lock().expect("lock").take()
+        self.list_changed_rx.lock().take()
     }
 
     /// How to reach a gateway, with its credentials opened.
     pub fn spec(&self, gw: &Gateway) -> Result<UpstreamSpec, UpstreamError> {
-        let transport = Transport::parse(&gw.transport).ok_or_else(|| {
-            UpstreamError::Failed(
-                gw.name.clone(),
-                format!("unknown transport {}", gw.transport),
-            )
-        })?;
+        let transport = gw.transport;
         if transport != Transport::Stdio {
             self.policy
                 .check_url(&gw.url)
@@ -142,14 +136,8 @@ impl Federation {
         })
     }
 
-    async fn connect(
-        &self,
-        gw: &Gateway,
-        caps: Value,
-        shared: bool,
-    ) -> Result<Arc<Upstream>, UpstreamError> {
+    async fn connect(&self, gw: &Gateway, caps: Value) -> Result<Arc<Upstream>, UpstreamError> {
         let spec = self.spec(gw)?;
-        let _ = shared;
         let notify = {
             let (tx, mut rx) = mpsc::unbounded_channel::<(String, Value)>();
             let out = self.list_changed.clone();
@@ -190,7 +178,7 @@ impl Federation {
     }
 
     fn slot(&self, gateway_id: &str) -> Slot {
-        let mut map = self.shared.lock().expect("lock");
+        let mut map = self.shared.lock();
         if let Some(s) = map.get(gateway_id) {
             return s.clone();
         }
@@ -202,7 +190,7 @@ impl Federation {
     pub async fn shared(&self, gw: &Gateway) -> Result<Arc<Upstream>, UpstreamError> {
         let slot = self.slot(&gw.id);
         let usable = || {
-            let current = slot.current.read().expect("lock");
+            let current = slot.current.read();
             current
                 .as_ref()
                 .filter(|u| u.is_alive() && u.spec.url == gw.url)
@@ -216,15 +204,15 @@ impl Federation {
         if let Some(u) = usable() {
             return Ok(u);
         }
-        let u = self.connect(gw, json!({}), true).await?;
-        *slot.current.write().expect("lock") = Some(u.clone());
+        let u = self.connect(gw, json!({})).await?;
+        *slot.current.write() = Some(u.clone());
         Ok(u)
     }
 
     /// Drops the pooled connection of a gateway (deleted, changed or dead).
     pub async fn forget(&self, gateway_id: &str) {
-        let slot = self.shared.lock().expect("lock").remove(gateway_id);
-        let taken = slot.and_then(|s| s.current.write().expect("lock").take());
+        let slot = self.shared.lock().remove(gateway_id);
+        let taken = slot.and_then(|s| s.current.write().take());
         if let Some(u) = taken {
             u.close().await;
         }
@@ -239,11 +227,11 @@ impl Federation {
         gw: &Gateway,
         session: Option<&Arc<Session>>,
     ) -> Result<Arc<Upstream>, UpstreamError> {
-        let Some(session) = session.filter(|_| gw.transport != "STDIO") else {
+        let Some(session) = session.filter(|_| gw.transport != Transport::Stdio) else {
             return self.shared(gw).await;
         };
         let key = format!("{SESSION_KEY}{}", gw.id);
-        let existing = session.ext.lock().expect("lock").get(&key).cloned();
+        let existing = session.ext.lock().get(&key).cloned();
         if let Some(u) = existing
             .and_then(|a| a.downcast::<Upstream>().ok())
             .filter(|u| u.is_alive())
@@ -257,8 +245,8 @@ impl Federation {
                 caps.insert(k.into(), v.clone());
             }
         }
-        let u = self.connect(gw, Value::Object(caps), false).await?;
-        session.ext.lock().expect("lock").insert(key, u.clone());
+        let u = self.connect(gw, Value::Object(caps)).await?;
+        session.ext.lock().insert(key, u.clone());
         Ok(u)
     }
 
@@ -307,7 +295,6 @@ impl Federation {
         let ups: Vec<Arc<Upstream>> = session
             .ext
             .lock()
-            .expect("lock")
             .drain()
             .filter(|(k, _)| k.starts_with(SESSION_KEY))
             .filter_map(|(_, v)| v.downcast::<Upstream>().ok())

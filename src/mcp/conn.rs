@@ -20,7 +20,7 @@ use super::http::{Endpoint, http_error, owner_of};
 use super::jsonrpc;
 use super::protocol;
 use super::session::{OutTx, Outbound, Peer, Session};
-use crate::auth::Principal;
+use crate::access::Principal;
 
 /// Handles one incoming message of a connection: requests are dispatched
 /// concurrently and answered on the connection.
@@ -34,10 +34,7 @@ pub fn handle_incoming<H: McpHandler>(
     let msg = match jsonrpc::parse(raw) {
         Ok(m) => m,
         Err((id, e)) => {
-            let _ = out.send(Outbound {
-                json: jsonrpc::error(&id, &e).to_string(),
-                last: false,
-            });
+            let _ = out.send(Outbound::message(jsonrpc::error(&id, &e).to_string()));
             return;
         }
     };
@@ -51,10 +48,8 @@ pub fn handle_incoming<H: McpHandler>(
     let out = out.clone();
     tokio::spawn(async move {
         if let Some(reply) = dispatcher.dispatch(ctx, msg).await {
-            let _ = out.send(Outbound {
-                json: reply,
-                last: false,
-            });
+            // A connection carries every message alike: not the stream's end.
+            let _ = out.send(Outbound::message(reply.json));
         }
     });
 }

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::jsonrpc::{self, Message, RpcError};
 use super::protocol;
 use super::session::{Peer, Session};
-use crate::auth::Principal;
+use crate::access::Principal;
 
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -85,6 +85,15 @@ pub trait McpHandler: Send + Sync + 'static {
     fn session_closed(&self, _session: &Session) {}
 }
 
+/// The answer to a request: its serialized JSON-RPC response, and the error
+/// code when it is an error, so transports choose an HTTP status from the
+/// type rather than from the text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub json: String,
+    pub error_code: Option<i64>,
+}
+
 pub struct Dispatcher<H: McpHandler> {
     pub handler: Arc<H>,
 }
@@ -124,9 +133,9 @@ impl<H: McpHandler> Dispatcher<H> {
         Dispatcher { handler }
     }
 
-    /// Handles one message. Requests produce a serialized response;
-    /// notifications and client responses produce nothing.
-    pub async fn dispatch(&self, mut ctx: Ctx, msg: Message) -> Option<String> {
+    /// Handles one message. Requests produce a reply; notifications and
+    /// client responses produce nothing.
+    pub async fn dispatch(&self, mut ctx: Ctx, msg: Message) -> Option<Reply> {
         match msg {
             Message::Request { id, method, params } => {
                 ctx.request_id = id.clone();
@@ -156,8 +165,14 @@ impl<H: McpHandler> Dispatcher<H> {
                     other => other,
                 };
                 Some(match result {
-                    Ok(raw) => jsonrpc::success_raw(&id, &raw),
-                    Err(e) => jsonrpc::error(&id, &e).to_string(),
+                    Ok(raw) => Reply {
+                        json: jsonrpc::success_raw(&id, &raw),
+                        error_code: None,
+                    },
+                    Err(e) => Reply {
+                        json: jsonrpc::error(&id, &e).to_string(),
+                        error_code: Some(e.code),
+                    },
                 })
             }
             Message::Notification { method, params } => {

@@ -19,7 +19,7 @@ use super::dispatch::{Ctx, Dispatcher, McpHandler};
 use super::jsonrpc::{self, Message, RpcError};
 use super::protocol;
 use super::session::{Outbound, Peer, Session, Sessions};
-use crate::auth::Principal;
+use crate::access::Principal;
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
 pub const VERSION_HEADER: &str = "mcp-protocol-version";
@@ -163,7 +163,7 @@ pub async fn rpc<H: McpHandler>(
     };
     let ctx = Ctx::new(principal, None);
     match ep.dispatcher.dispatch(ctx, msg).await {
-        Some(reply) => json_response(reply),
+        Some(reply) => json_response(reply.json),
         None => StatusCode::ACCEPTED.into_response(),
     }
 }
@@ -335,10 +335,7 @@ pub async fn post<H: McpHandler>(
     let dispatcher = ep.dispatcher.clone();
     tokio::spawn(async move {
         if let Some(reply) = dispatcher.dispatch(ctx, msg).await {
-            let _ = tx.send(Outbound {
-                json: reply,
-                last: true,
-            });
+            let _ = tx.send(Outbound::reply(reply));
         }
     });
     let Some(first) = rx.recv().await else {
@@ -362,7 +359,7 @@ pub async fn post<H: McpHandler>(
                 }
             }
         }
-        let status = if stateless_unknown && last.json.contains("\"code\":-32601") {
+        let status = if stateless_unknown && last.error_code == Some(jsonrpc::METHOD_NOT_FOUND) {
             StatusCode::NOT_FOUND
         } else {
             StatusCode::OK

@@ -10,4 +10,4 @@ pub mod jsonrpc;
 pub mod protocol;
 pub mod session;
 
-pub use dispatch::{Ctx, Dispatcher, McpHandler};
+pub use dispatch::{Ctx, Dispatcher, McpHandler, Reply};

@@ -3,8 +3,10 @@
 
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
@@ -20,6 +22,28 @@ pub struct Outbound {
     pub json: String,
     /// True for the final response of the request that owns the stream.
     pub last: bool,
+    /// The JSON-RPC error code of a final response that is an error.
+    pub error_code: Option<i64>,
+}
+
+impl Outbound {
+    /// A notification or server-to-client request.
+    pub fn message(json: String) -> Outbound {
+        Outbound {
+            json,
+            last: false,
+            error_code: None,
+        }
+    }
+
+    /// The final response of a request.
+    pub fn reply(reply: super::dispatch::Reply) -> Outbound {
+        Outbound {
+            json: reply.json,
+            last: true,
+            error_code: reply.error_code,
+        }
+    }
 }
 
 pub type OutTx = mpsc::UnboundedSender<Outbound>;
@@ -92,28 +116,24 @@ impl Session {
     }
 
     pub fn state(&self) -> SessionState {
-        self.state.lock().expect("session lock").clone()
+        self.state.lock().clone()
     }
 
     /// The negotiated version, without copying the rest of the state.
     pub fn protocol_version(&self) -> String {
-        self.state
-            .lock()
-            .expect("session lock")
-            .protocol_version
-            .clone()
+        self.state.lock().protocol_version.clone()
     }
 
     pub fn update(&self, f: impl FnOnce(&mut SessionState)) {
-        f(&mut self.state.lock().expect("session lock"));
+        f(&mut self.state.lock());
     }
 
     pub fn touch(&self) {
-        *self.last_seen.lock().expect("session lock") = Instant::now();
+        *self.last_seen.lock() = Instant::now();
     }
 
     pub fn idle_for(&self) -> Duration {
-        self.last_seen.lock().expect("session lock").elapsed()
+        self.last_seen.lock().elapsed()
     }
 
     pub fn new_stream_id(&self) -> u64 {
@@ -122,7 +142,7 @@ impl Session {
 
     /// Records an SSE event for replay; returns its id.
     pub fn record_event(&self, stream: u64, seq: u64, data: &str) -> String {
-        let mut log = self.events.lock().expect("session lock");
+        let mut log = self.events.lock();
         if log.events.len() == EVENT_LOG_MAX {
             log.events.pop_front();
         }
@@ -134,7 +154,7 @@ impl Session {
     pub fn replay_after(&self, last_event_id: &str) -> Option<(u64, Vec<(u64, String)>)> {
         let (stream, seq) = last_event_id.split_once('_')?;
         let (stream, seq): (u64, u64) = (stream.parse().ok()?, seq.parse().ok()?);
-        let log = self.events.lock().expect("session lock");
+        let log = self.events.lock();
         Some((
             stream,
             log.events
@@ -147,7 +167,7 @@ impl Session {
 
     /// Opens the session's standalone (GET) stream; false if one is open.
     pub fn attach_get_stream(&self, tx: OutTx) -> bool {
-        let mut g = self.get_stream.lock().expect("session lock");
+        let mut g = self.get_stream.lock();
         if g.as_ref().is_some_and(|t| !t.is_closed()) {
             return false;
         }
@@ -157,11 +177,7 @@ impl Session {
 
     /// The open standalone stream (GET stream, or a legacy SSE connection).
     pub fn standalone_stream(&self) -> Option<OutTx> {
-        self.get_stream
-            .lock()
-            .expect("session lock")
-            .clone()
-            .filter(|t| !t.is_closed())
+        self.get_stream.lock().clone().filter(|t| !t.is_closed())
     }
 
     pub fn next_request_id(&self) -> String {
@@ -170,15 +186,12 @@ impl Session {
 
     fn expect_response(&self, id: &str) -> oneshot::Receiver<Result<Value, RpcError>> {
         let (tx, rx) = oneshot::channel();
-        self.pending
-            .lock()
-            .expect("session lock")
-            .insert(id.to_owned(), tx);
+        self.pending.lock().insert(id.to_owned(), tx);
         rx
     }
 
     fn forget_response(&self, id: &str) {
-        self.pending.lock().expect("session lock").remove(id);
+        self.pending.lock().remove(id);
     }
 
     /// Routes a client's response to the server request waiting for it.
@@ -187,7 +200,7 @@ impl Session {
             .as_str()
             .map(str::to_owned)
             .unwrap_or_else(|| id.to_string());
-        match self.pending.lock().expect("session lock").remove(&key) {
+        match self.pending.lock().remove(&key) {
             Some(tx) => tx.send(result).is_ok(),
             None => false,
         }
@@ -195,41 +208,30 @@ impl Session {
 
     pub fn begin_request(&self, id: &Value) -> CancellationToken {
         let token = self.closed.child_token();
-        self.inflight
-            .lock()
-            .expect("session lock")
-            .insert(id.to_string(), token.clone());
+        self.inflight.lock().insert(id.to_string(), token.clone());
         token
     }
 
     pub fn end_request(&self, id: &Value) {
-        self.inflight
-            .lock()
-            .expect("session lock")
-            .remove(&id.to_string());
+        self.inflight.lock().remove(&id.to_string());
     }
 
     /// `notifications/cancelled` from the client.
     pub fn cancel_request(&self, id: &Value) {
-        if let Some(t) = self
-            .inflight
-            .lock()
-            .expect("session lock")
-            .get(&id.to_string())
-        {
+        if let Some(t) = self.inflight.lock().get(&id.to_string()) {
             t.cancel();
         }
     }
 
     pub fn close(&self) {
         self.closed.cancel();
-        self.pending.lock().expect("session lock").clear();
+        self.pending.lock().clear();
     }
 }
 
 /// The live sessions of one endpoint.
 pub struct Sessions {
-    map: std::sync::RwLock<HashMap<String, Arc<Session>>>,
+    map: parking_lot::RwLock<HashMap<String, Arc<Session>>>,
     pub ttl: Duration,
     pub max: usize,
 }
@@ -237,14 +239,14 @@ pub struct Sessions {
 impl Sessions {
     pub fn new(ttl: Duration, max: usize) -> Arc<Sessions> {
         Arc::new(Sessions {
-            map: std::sync::RwLock::new(HashMap::new()),
+            map: parking_lot::RwLock::new(HashMap::new()),
             ttl,
             max,
         })
     }
 
     pub fn insert(&self, s: Arc<Session>) -> bool {
-        let mut m = self.map.write().expect("sessions lock");
+        let mut m = self.map.write();
         if m.len() >= self.max {
             return false;
         }
@@ -253,11 +255,11 @@ impl Sessions {
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Session>> {
-        self.map.read().expect("sessions lock").get(id).cloned()
+        self.map.read().get(id).cloned()
     }
 
     pub fn remove(&self, id: &str) -> Option<Arc<Session>> {
-        let s = self.map.write().expect("sessions lock").remove(id);
+        let s = self.map.write().remove(id);
         if let Some(s) = &s {
             s.close();
         }
@@ -265,7 +267,7 @@ impl Sessions {
     }
 
     pub fn len(&self) -> usize {
-        self.map.read().expect("sessions lock").len()
+        self.map.read().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -277,7 +279,6 @@ impl Sessions {
         let expired: Vec<String> = self
             .map
             .read()
-            .expect("sessions lock")
             .values()
             .filter(|s| s.idle_for() > self.ttl)
             .map(|s| s.id.clone())
@@ -288,16 +289,15 @@ impl Sessions {
         expired.len()
     }
 
-    pub fn spawn_sweeper(self: &Arc<Self>) {
-        let weak = Arc::downgrade(self);
+    /// Sweeps idle sessions until `stop`.
+    pub async fn run_sweeper(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
         let every = (self.ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                let Some(s) = weak.upgrade() else { return };
-                s.sweep();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => { self.sweep(); }
+                _ = stop.cancelled() => return,
             }
-        });
+        }
     }
 }
 
@@ -322,10 +322,9 @@ impl Peer {
     /// Sends a notification; dropped when the client has no open stream.
     pub fn notify(&self, method: &str, params: Value) {
         if let Some(tx) = self.route() {
-            let _ = tx.send(Outbound {
-                json: jsonrpc::notification(method, &params).to_string(),
-                last: false,
-            });
+            let _ = tx.send(Outbound::message(
+                jsonrpc::notification(method, &params).to_string(),
+            ));
         }
     }
 
@@ -347,13 +346,7 @@ impl Peer {
         let id = session.next_request_id();
         let rx = session.expect_response(&id);
         let msg = jsonrpc::request(&Value::String(id.clone()), method, &params).to_string();
-        if tx
-            .send(Outbound {
-                json: msg,
-                last: false,
-            })
-            .is_err()
-        {
+        if tx.send(Outbound::message(msg)).is_err() {
             session.forget_response(&id);
             return Err(RpcError::internal(format!(
                 "{method}: the client stream is closed"

@@ -24,16 +24,16 @@ pub fn bad(field: &str, message: impl Into<String>) -> InputError {
     }
 }
 
-type R<T> = Result<T, InputError>;
+type InputResult<T> = Result<T, InputError>;
 
-fn check_len(field: &str, v: &str, max: usize) -> R<()> {
+fn check_len(field: &str, v: &str, max: usize) -> InputResult<()> {
     if v.chars().count() > max {
         return Err(bad(field, format!("must be at most {max} characters")));
     }
     Ok(())
 }
 
-fn check_name(field: &str, v: &str) -> R<String> {
+fn check_name(field: &str, v: &str) -> InputResult<String> {
     let v = v.trim();
     if v.is_empty() {
         return Err(bad(field, "must not be empty"));
@@ -45,7 +45,7 @@ fn check_name(field: &str, v: &str) -> R<String> {
     Ok(v.to_owned())
 }
 
-fn check_tool_name(v: &str) -> R<String> {
+fn check_tool_name(v: &str) -> InputResult<String> {
     let v = v.trim();
     if v.is_empty() {
         return Err(bad("name", "must not be empty"));
@@ -62,7 +62,7 @@ fn check_tool_name(v: &str) -> R<String> {
     Ok(v.to_owned())
 }
 
-fn check_description(v: Option<String>) -> R<Option<String>> {
+fn check_description(v: Option<String>) -> InputResult<Option<String>> {
     if let Some(d) = &v
         && d.len() > DESCRIPTION_MAX
     {
@@ -74,7 +74,7 @@ fn check_description(v: Option<String>) -> R<Option<String>> {
     Ok(v)
 }
 
-pub fn check_url(field: &str, v: &str) -> R<String> {
+pub fn check_url(field: &str, v: &str) -> InputResult<String> {
     let v = v.trim();
     check_len(field, v, URL_MAX)?;
     let u = url::Url::parse(v).map_err(|e| bad(field, format!("is not a valid URL: {e}")))?;
@@ -96,7 +96,7 @@ pub enum Tags {
 }
 
 impl Tags {
-    fn normalize(self) -> R<Vec<String>> {
+    fn normalize(self) -> InputResult<Vec<String>> {
         let raw = match self {
             Tags::List(l) => l,
             Tags::Csv(s) => s.split(',').map(str::to_owned).collect(),
@@ -157,7 +157,7 @@ impl PlacementInput {
     pub fn resolve(
         &self,
         current: Option<(Option<&str>, Visibility)>,
-    ) -> R<(Option<String>, Visibility)> {
+    ) -> InputResult<(Option<String>, Visibility)> {
         let team = match (&self.team_id, current) {
             (Some(t), _) if t.trim().is_empty() => None,
             (Some(t), _) => Some(t.trim().to_owned()),
@@ -207,11 +207,11 @@ pub struct HeaderPair {
 impl AuthInput {
     /// The credential as a JSON document to be sealed, with its type; `None`
     /// when no auth is configured.
-    pub fn to_secret(&self, field: &str) -> R<Option<(String, Value)>> {
+    pub fn to_secret(&self, field: &str) -> InputResult<Option<(String, Value)>> {
         let Some(kind) = self.auth_type.as_deref().map(str::to_ascii_lowercase) else {
             return Ok(None);
         };
-        let need = |v: &Option<String>, name: &str| -> R<String> {
+        let need = |v: &Option<String>, name: &str| -> InputResult<String> {
             v.clone().filter(|s| !s.is_empty()).ok_or_else(|| {
                 bad(
                     &format!("{field}.{name}"),
@@ -266,7 +266,7 @@ impl AuthInput {
     }
 }
 
-fn object_or(field: &str, v: Value) -> R<Value> {
+fn object_or(field: &str, v: Value) -> InputResult<Value> {
     if v.is_object() {
         Ok(v)
     } else {
@@ -309,7 +309,7 @@ pub const REQUEST_TYPES: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
 impl ToolInput {
     /// Applies the present fields to `t`; `create` checks required ones.
     /// Returns the credential to seal, if one was given.
-    pub fn apply(self, t: &mut Tool, create: bool) -> R<Option<(String, Value)>> {
+    pub fn apply(self, t: &mut Tool, create: bool) -> InputResult<Option<(String, Value)>> {
         if let Some(n) = self.name {
             t.original_name = check_tool_name(&n)?;
             t.name = t.original_name.clone();
@@ -322,15 +322,13 @@ impl ToolInput {
         if let Some(v) = self.title {
             t.title = Some(check_name("title", &v)?);
         }
-        if let Some(v) = self.integration_type {
-            let v = v.to_ascii_uppercase();
-            if v != "REST" {
-                return Err(bad(
-                    "integration_type",
-                    "only REST tools can be created through the API; MCP tools come from registered gateways",
-                ));
-            }
-            t.integration_type = v;
+        if let Some(v) = self.integration_type
+            && IntegrationType::parse(&v) != Some(IntegrationType::Rest)
+        {
+            return Err(bad(
+                "integration_type",
+                "only REST tools can be created through the API; MCP tools come from registered gateways",
+            ));
         }
         if let Some(v) = self.request_type {
             let v = v.to_ascii_uppercase();
@@ -344,7 +342,7 @@ impl ToolInput {
         }
         if let Some(v) = self.url {
             t.url = Some(check_url("url", &v)?);
-        } else if create && t.integration_type == "REST" {
+        } else if create && t.integration_type == IntegrationType::Rest {
             return Err(bad("url", "is required for REST tools"));
         }
         if self.description.is_some() {
@@ -409,7 +407,7 @@ impl ToolInput {
             title: None,
             url: None,
             description: None,
-            integration_type: "REST".into(),
+            integration_type: IntegrationType::Rest,
             request_type: "POST".into(),
             headers: json!({}),
             input_schema: json!({"type": "object", "properties": {}}),
@@ -434,8 +432,6 @@ impl ToolInput {
 
 pub const PREFIX_MODES: &[&str] = &["always", "conditional", "never"];
 
-pub const TRANSPORTS: &[&str] = &["SSE", "STREAMABLEHTTP", "STDIO"];
-
 #[derive(Debug, Default, Deserialize)]
 pub struct GatewayInput {
     pub name: Option<String>,
@@ -452,7 +448,7 @@ pub struct GatewayInput {
 }
 
 impl GatewayInput {
-    pub fn apply(self, g: &mut Gateway, create: bool) -> R<Option<(String, Value)>> {
+    pub fn apply(self, g: &mut Gateway, create: bool) -> InputResult<Option<(String, Value)>> {
         if let Some(n) = self.name {
             g.name = check_name("name", &n)?;
             g.slug = slugify(&g.name);
@@ -463,17 +459,13 @@ impl GatewayInput {
             return Err(bad("name", "is required"));
         }
         if let Some(t) = self.transport {
-            let t = t.to_ascii_uppercase().replace(['-', '_'], "");
-            if !TRANSPORTS.contains(&t.as_str()) {
-                return Err(bad(
-                    "transport",
-                    format!("must be one of {}", TRANSPORTS.join(", ")),
-                ));
-            }
-            g.transport = t;
+            g.transport = Transport::parse(&t).ok_or_else(|| {
+                let names: Vec<&str> = Transport::ALL.iter().map(|t| t.as_str()).collect();
+                bad("transport", format!("must be one of {}", names.join(", ")))
+            })?;
         }
         match self.url {
-            Some(u) if g.transport == "STDIO" => {
+            Some(u) if g.transport == Transport::Stdio => {
                 check_len("url", &u, URL_MAX)?;
                 if u.trim().is_empty() {
                     return Err(bad("url", "must name the command to run"));
@@ -503,7 +495,7 @@ impl GatewayInput {
             slug: String::new(),
             url: String::new(),
             description: None,
-            transport: "STREAMABLEHTTP".into(),
+            transport: Transport::StreamableHttp,
             capabilities: json!({}),
             passthrough_headers: vec![],
             auth_type: None,
@@ -538,7 +530,7 @@ pub struct ResourceInput {
 }
 
 impl ResourceInput {
-    pub fn apply(self, r: &mut Resource, create: bool) -> R<()> {
+    pub fn apply(self, r: &mut Resource, create: bool) -> InputResult<()> {
         if let Some(u) = self.uri {
             let u = u.trim().to_owned();
             if u.is_empty() || !u.contains(':') {
@@ -623,7 +615,7 @@ pub struct PromptInput {
 }
 
 impl PromptInput {
-    pub fn apply(self, p: &mut Prompt, create: bool) -> R<()> {
+    pub fn apply(self, p: &mut Prompt, create: bool) -> InputResult<()> {
         if let Some(n) = self.name {
             p.original_name = check_name("name", &n)?;
             p.name = p.original_name.clone();
@@ -708,7 +700,7 @@ pub struct AssociationInput {
 }
 
 impl ServerInput {
-    pub fn apply(self, s: &mut Server, create: bool) -> R<AssociationInput> {
+    pub fn apply(self, s: &mut Server, create: bool) -> InputResult<AssociationInput> {
         if create && let Some(id) = self.id.filter(|i| !i.is_empty()) {
             if id.len() > 64
                 || !id
@@ -791,7 +783,7 @@ pub struct TokenInput {
 }
 
 impl TokenInput {
-    pub fn validate(&self) -> R<()> {
+    pub fn validate(&self) -> InputResult<()> {
         check_name("name", &self.name)?;
         check_description(self.description.clone())?;
         if let Some(d) = self.expires_in_days
@@ -803,7 +795,7 @@ impl TokenInput {
     }
 }
 
-pub fn check_email(field: &str, v: &str) -> R<String> {
+pub fn check_email(field: &str, v: &str) -> InputResult<String> {
     let v = v.trim().to_ascii_lowercase();
     let ok = v.len() <= 255
         && v.split_once('@')
@@ -816,11 +808,11 @@ pub fn check_email(field: &str, v: &str) -> R<String> {
     }
 }
 
-pub fn team_name(v: &str) -> R<String> {
+pub fn team_name(v: &str) -> InputResult<String> {
     check_name("name", v)
 }
 
-pub fn description(v: Option<String>) -> R<Option<String>> {
+pub fn description(v: Option<String>) -> InputResult<Option<String>> {
     check_description(v)
 }
 

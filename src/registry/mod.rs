@@ -1,26 +1,29 @@
-//! The registry: gateways, tools, resources, prompts, virtual servers and
-//! teams. Reads come from an atomically swapped [`Snapshot`]; writes go to the
-//! database and then rebuild the snapshot.
+//! The registry: gateways, tools, resources, prompts, virtual servers,
+//! users and teams. Reads come from an atomically swapped [`Snapshot`]
+//! (`Arc<Registry>` is the read-only handle); every write goes through the
+//! [`Updater`], which rebuilds the snapshot and announces the change.
 
+pub mod discovered;
 pub mod input;
 pub mod model;
 pub mod snapshot;
+pub mod updater;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
 
+use crate::cluster::{Bus, Event, Origin, Subscriber, bus::BoxFuture};
 use crate::store::{Store, StoreError};
 pub use snapshot::Snapshot;
+pub use updater::Updater;
 
 pub struct Registry {
     store: Store,
     current: ArcSwap<Snapshot>,
     reload_lock: tokio::sync::Mutex<()>,
-    /// Told of every change (this instance's writes and other instances'),
-    /// so cached copies at the edge stop being served.
-    pub invalidation: std::sync::OnceLock<Arc<mcpgate_proxy::Generations>>,
 }
 
 impl Registry {
@@ -30,7 +33,6 @@ impl Registry {
             store,
             current: ArcSwap::from_pointee(snapshot),
             reload_lock: tokio::sync::Mutex::new(()),
-            invalidation: std::sync::OnceLock::new(),
         }))
     }
 
@@ -39,39 +41,88 @@ impl Registry {
         self.current.load_full()
     }
 
+    /// The version of the snapshot being served.
+    pub fn version(&self) -> i64 {
+        self.current.load().version
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }
 
     /// Rebuilds the snapshot from the database, unless it is already current.
-    pub async fn reload(&self) -> Result<(), StoreError> {
+    /// Returns the version now served.
+    pub async fn reload(&self) -> Result<i64, StoreError> {
         let _guard = self.reload_lock.lock().await;
         let version = self.store.registry_version().await?;
-        if version == self.current.load().version {
-            return Ok(());
+        if version == self.version() {
+            return Ok(version);
         }
         let snapshot = build(&self.store).await?;
+        let v = snapshot.version;
         self.current.store(Arc::new(snapshot));
-        if let Some(g) = self.invalidation.get() {
-            g.bump_all();
-        }
-        Ok(())
+        Ok(v)
     }
 
-    /// Keeps this instance's snapshot in step with writes made by other
-    /// instances sharing the database, by polling the registry version.
-    pub fn spawn_sync(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
-        let registry = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(r) = registry.upgrade() else { return };
-                if let Err(e) = r.reload().await {
+    /// The safety net under the bus: compares the database's registry
+    /// version with the snapshot's and, when another replica wrote something
+    /// this one missed, announces it locally (as if it had been received).
+    pub async fn catch_up(&self, bus: &Bus) -> Result<bool, StoreError> {
+        let db = self.store.registry_version().await?;
+        if db == self.version() {
+            return Ok(false);
+        }
+        // Memberships may be among what was missed: treat it as everything.
+        bus.synthesize(Event::PrincipalsChanged { version: db })
+            .await;
+        Ok(true)
+    }
+
+    /// Polls the database version every `every` until `stop`.
+    pub async fn run_sync(
+        self: Arc<Self>,
+        bus: Arc<Bus>,
+        every: Duration,
+        stop: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.cancelled() => return,
+            }
+            match self.catch_up(&bus).await {
+                Ok(_) if failing => {
+                    failing = false;
+                    tracing::info!("registry sync works again");
+                }
+                Ok(_) => {}
+                Err(e) if !failing => {
+                    failing = true;
                     tracing::warn!(error = %e, "registry sync failed; serving the last snapshot");
                 }
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+/// Another replica's write: bring the snapshot up to its version before the
+/// later subscribers (auth, edge) drop what they cached from the old one.
+impl Subscriber for Registry {
+    fn on_event<'a>(&'a self, event: &'a Event, origin: Origin) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let Some(version) = event.registry_version() else {
+                return;
+            };
+            if origin == Origin::Local || version <= self.version() {
+                return;
+            }
+            if let Err(e) = self.reload().await {
+                tracing::warn!(error = %e, version, "cannot load a newer registry; the sync task retries");
             }
         })
     }
@@ -99,5 +150,6 @@ async fn build(store: &Store) -> Result<Snapshot, StoreError> {
             .await?,
         teams: store.load_all().await?,
         members: store.load_all().await?,
+        users: store.load_all().await?,
     }))
 }

@@ -6,30 +6,60 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 use sqlx::any::AnyRow;
 
+pub use crate::access::{Owned, TeamRole, Visibility};
 use crate::store::{Record, StoreError, Val, col, col_bool, col_json};
 
+/// How the gateway talks to an upstream MCP server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
-#[serde(rename_all = "lowercase")]
-pub enum Visibility {
-    Private,
-    Team,
-    Public,
+pub enum Transport {
+    #[serde(rename = "STREAMABLEHTTP")]
+    StreamableHttp,
+    #[serde(rename = "SSE")]
+    Sse,
+    #[serde(rename = "STDIO")]
+    Stdio,
 }
 
-impl Visibility {
+impl Transport {
+    pub const ALL: [Transport; 3] = [Transport::Sse, Transport::StreamableHttp, Transport::Stdio];
+
     pub fn as_str(self) -> &'static str {
         match self {
-            Visibility::Private => "private",
-            Visibility::Team => "team",
-            Visibility::Public => "public",
+            Transport::StreamableHttp => "STREAMABLEHTTP",
+            Transport::Sse => "SSE",
+            Transport::Stdio => "STDIO",
         }
     }
 
-    pub fn parse(s: &str) -> Option<Visibility> {
-        match s {
-            "private" => Some(Visibility::Private),
-            "team" => Some(Visibility::Team),
-            "public" => Some(Visibility::Public),
+    /// The stored name, or the reference's spellings (`streamable-http`,
+    /// `streamable_http`, any case).
+    pub fn parse(s: &str) -> Option<Transport> {
+        let s = s.to_ascii_uppercase().replace(['-', '_'], "");
+        Transport::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// Where a tool's calls go: an upstream MCP server, or one HTTP request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+pub enum IntegrationType {
+    #[serde(rename = "MCP")]
+    Mcp,
+    #[serde(rename = "REST")]
+    Rest,
+}
+
+impl IntegrationType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntegrationType::Mcp => "MCP",
+            IntegrationType::Rest => "REST",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<IntegrationType> {
+        match s.to_ascii_uppercase().as_str() {
+            "MCP" => Some(IntegrationType::Mcp),
+            "REST" => Some(IntegrationType::Rest),
             _ => None,
         }
     }
@@ -99,6 +129,32 @@ pub mod conv {
                 })
         }
     );
+    codec!(
+        transport,
+        Transport,
+        |v| Val::from(v.as_str()),
+        |r, t, c| {
+            let s: String = col(r, t, c)?;
+            Transport::parse(&s).ok_or_else(|| StoreError::Corrupt {
+                table: t,
+                column: c,
+                message: format!("unknown transport {s}"),
+            })
+        }
+    );
+    codec!(
+        integration,
+        IntegrationType,
+        |v| Val::from(v.as_str()),
+        |r, t, c| {
+            let s: String = col(r, t, c)?;
+            IntegrationType::parse(&s).ok_or_else(|| StoreError::Corrupt {
+                table: t,
+                column: c,
+                message: format!("unknown integration type {s}"),
+            })
+        }
+    );
     codec!(vis, Visibility, |v| Val::from(v.as_str()), |r, t, c| {
         let s: String = col(r, t, c)?;
         Visibility::parse(&s).ok_or_else(|| StoreError::Corrupt {
@@ -131,18 +187,6 @@ fn mask<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
     match v {
         Some(_) => s.serialize_str("*****"),
         None => s.serialize_none(),
-    }
-}
-
-/// The fields every registry item shares for access control.
-pub trait Owned {
-    fn team_id(&self) -> Option<&str>;
-    fn owner_email(&self) -> &str;
-    fn visibility(&self) -> Visibility;
-    fn enabled(&self) -> bool;
-    fn tags(&self) -> &[String];
-    fn gateway_id(&self) -> Option<&str> {
-        None
     }
 }
 
@@ -189,7 +233,7 @@ pub struct Tool {
     pub title: Option<String>,
     pub url: Option<String>,
     pub description: Option<String>,
-    pub integration_type: String,
+    pub integration_type: IntegrationType,
     pub request_type: String,
     pub headers: Value,
     pub input_schema: Value,
@@ -213,7 +257,7 @@ pub struct Tool {
 
 record!(Tool, "tools", {
     id: text, name: text, original_name: text, custom_name: opt_text, display_name: opt_text,
-    title: opt_text, url: opt_text, description: opt_text, integration_type: text,
+    title: opt_text, url: opt_text, description: opt_text, integration_type: integration,
     request_type: text, headers: json, input_schema: json, output_schema: opt_json,
     annotations: json, jsonpath_filter: opt_text, auth_type: opt_text, auth_value: opt_text,
     timeout_ms: opt_int, enabled: flag, reachable: flag, gateway_id: opt_text, tags: strings,
@@ -229,7 +273,7 @@ pub struct Gateway {
     pub slug: String,
     pub url: String,
     pub description: Option<String>,
-    pub transport: String,
+    pub transport: Transport,
     pub capabilities: Value,
     pub passthrough_headers: Vec<String>,
     pub auth_type: Option<String>,
@@ -248,7 +292,7 @@ pub struct Gateway {
 }
 
 record!(Gateway, "gateways", {
-    id: text, name: text, slug: text, url: text, description: opt_text, transport: text,
+    id: text, name: text, slug: text, url: text, description: opt_text, transport: transport,
     capabilities: json, passthrough_headers: strings, auth_type: opt_text, auth_value: opt_text,
     enabled: flag, reachable: flag, last_seen: opt_text, last_error: opt_text, tags: strings, team_id: opt_text,
     owner_email: text, visibility: vis, created_at: text, updated_at: text,
@@ -363,33 +407,6 @@ record!(Team, "teams", {
     id: text, name: text, slug: text, description: opt_text, created_by: text,
     is_personal: flag, visibility: vis, is_active: flag, created_at: text, updated_at: text,
 });
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-pub enum TeamRole {
-    Viewer,
-    Developer,
-    TeamAdmin,
-}
-
-impl TeamRole {
-    pub fn parse(s: &str) -> Option<TeamRole> {
-        match s {
-            "viewer" | "member" => Some(TeamRole::Viewer),
-            "developer" => Some(TeamRole::Developer),
-            "team_admin" | "owner" => Some(TeamRole::TeamAdmin),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TeamRole::Viewer => "viewer",
-            TeamRole::Developer => "developer",
-            TeamRole::TeamAdmin => "team_admin",
-        }
-    }
-}
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::model::*;
-use crate::auth::Principal;
+use crate::access::Principal;
 
 /// An item with its pre-serialized public JSON.
 #[derive(Debug)]
@@ -182,6 +182,10 @@ pub struct Snapshot {
     pub associations: HashMap<String, Associations>,
     pub teams: Collection<Team>,
     pub members: HashMap<String, Vec<TeamMember>>,
+    /// Users by (lower-case) email.
+    pub users: HashMap<String, User>,
+    /// Each user's teams and roles, for resolving principals.
+    pub roles_by_user: HashMap<String, HashMap<String, TeamRole>>,
     pub mcp_tools: HashMap<String, McpTool>,
     pub mcp_global: McpScope,
     pub mcp_servers: HashMap<String, McpScope>,
@@ -215,6 +219,7 @@ pub struct Parts {
     pub server_prompts: Vec<(String, String)>,
     pub teams: Vec<Team>,
     pub members: Vec<TeamMember>,
+    pub users: Vec<User>,
 }
 
 impl Snapshot {
@@ -238,7 +243,14 @@ impl Snapshot {
                 .push(pr);
         }
         let mut members: HashMap<String, Vec<TeamMember>> = HashMap::new();
+        let mut roles_by_user: HashMap<String, HashMap<String, TeamRole>> = HashMap::new();
         for m in p.members {
+            if let Some(role) = TeamRole::parse(&m.role) {
+                roles_by_user
+                    .entry(m.user_email.to_ascii_lowercase())
+                    .or_default()
+                    .insert(m.team_id.clone(), role);
+            }
             members.entry(m.team_id.clone()).or_default().push(m);
         }
         let empty = Associations::default();
@@ -308,7 +320,18 @@ impl Snapshot {
             associations,
             teams,
             members,
+            users: p
+                .users
+                .into_iter()
+                .map(|u| (u.email.to_ascii_lowercase(), u))
+                .collect(),
+            roles_by_user,
         }
+    }
+
+    /// A user's teams and roles (empty for a user in no team).
+    pub fn roles_of(&self, email: &str) -> HashMap<String, TeamRole> {
+        self.roles_by_user.get(email).cloned().unwrap_or_default()
     }
 
     pub fn role_of(&self, team: &str, email: &str) -> Option<TeamRole> {

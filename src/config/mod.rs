@@ -9,6 +9,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub mod live;
+mod validate;
+
+pub use live::{LiveConfig, ReloadReport};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -24,9 +29,22 @@ pub enum ConfigError {
     UnknownKey(String),
     #[error("invalid value for `{key}`: {message}")]
     Invalid { key: String, message: String },
+    /// Every problem found, one per line.
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Many(Vec<ConfigError>),
 }
 
-fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+impl ConfigError {
+    /// The single problems (a `Many` is flattened).
+    pub fn problems(&self) -> Vec<&ConfigError> {
+        match self {
+            ConfigError::Many(v) => v.iter().flat_map(|e| e.problems()).collect(),
+            other => vec![other],
+        }
+    }
+}
+
+pub(crate) fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.to_owned(),
         message: message.into(),
@@ -46,6 +64,21 @@ pub struct Config {
     pub db_pool_timeout: u64,
     pub db_pool_recycle: u64,
     pub db_prepare_threshold: u32,
+    pub db_max_retries: u32,
+    pub db_retry_interval_ms: u64,
+    pub cache_type: String,
+    pub redis_url: Option<String>,
+    pub cache_prefix: String,
+    pub redis_max_connections: u32,
+    pub redis_socket_timeout: f64,
+    pub redis_socket_connect_timeout: f64,
+    pub redis_retry_on_timeout: bool,
+    pub redis_max_retries: u32,
+    pub redis_retry_interval_ms: u64,
+    pub redis_health_check_interval: u64,
+    pub redis_parser: String,
+    pub redis_leader_ttl: u64,
+    pub redis_leader_heartbeat_interval: u64,
     pub jwt_secret_key: Option<String>,
     pub jwt_algorithm: String,
     pub jwt_public_key_path: Option<PathBuf>,
@@ -84,6 +117,7 @@ pub struct Config {
     pub sse_keepalive_interval: u64,
     pub use_stateful_sessions: bool,
     pub session_ttl: u64,
+    pub message_ttl: u64,
     pub max_sessions: usize,
     pub mcp_require_auth: Option<bool>,
     pub mcp_allowed_hosts: Vec<String>,
@@ -136,6 +170,21 @@ impl Default for Config {
             db_pool_timeout: 30,
             db_pool_recycle: 3600,
             db_prepare_threshold: 5,
+            db_max_retries: 3,
+            db_retry_interval_ms: 2000,
+            cache_type: "database".into(),
+            redis_url: None,
+            cache_prefix: "mcpgw:".into(),
+            redis_max_connections: 50,
+            redis_socket_timeout: 2.0,
+            redis_socket_connect_timeout: 2.0,
+            redis_retry_on_timeout: true,
+            redis_max_retries: 3,
+            redis_retry_interval_ms: 2000,
+            redis_health_check_interval: 30,
+            redis_parser: "auto".into(),
+            redis_leader_ttl: 15,
+            redis_leader_heartbeat_interval: 5,
             jwt_secret_key: None,
             jwt_algorithm: "HS256".into(),
             jwt_public_key_path: None,
@@ -174,6 +223,7 @@ impl Default for Config {
             sse_keepalive_interval: 30,
             use_stateful_sessions: true,
             session_ttl: 3600,
+            message_ttl: 600,
             max_sessions: 10_000,
             mcp_require_auth: None,
             mcp_allowed_hosts: vec![],
@@ -224,9 +274,8 @@ fn sorted(set: std::collections::HashSet<String>) -> Vec<String> {
 
 /// Settings whose value is a secret: masked when printed.
 const SECRET_KEYS: &[&str] = &["jwt_secret_key", "auth_encryption_secret"];
-const ALGORITHMS: &[&str] = &[
-    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384",
-];
+/// Settings whose value is a URL that may carry a password.
+const URL_KEYS: &[&str] = &["database_url", "redis_url"];
 
 impl Config {
     /// Loads the YAML file (if any) and overlays the process environment.
@@ -235,6 +284,7 @@ impl Config {
     }
 
     /// As [`Config::load`], with the environment supplied by the caller.
+    /// Every problem is reported, not just the first.
     pub fn load_with_env(
         path: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
@@ -243,144 +293,67 @@ impl Config {
             Ok(Value::Object(m)) => m,
             _ => unreachable!("Config serializes to a map"),
         };
+        let mut problems = Vec::new();
         let mut merged = Map::new();
         if let Some(path) = path {
             merged = read_yaml(path)?;
-            if let Some(unknown) = merged.keys().find(|k| !defaults.contains_key(*k)) {
-                return Err(ConfigError::UnknownKey(unknown.clone()));
-            }
+            let mut unknown: Vec<&String> = merged
+                .keys()
+                .filter(|k| !defaults.contains_key(*k))
+                .collect();
+            unknown.sort();
+            problems.extend(
+                unknown
+                    .into_iter()
+                    .map(|k| ConfigError::UnknownKey(k.clone())),
+            );
+            merged.retain(|k, _| defaults.contains_key(k));
         }
         for (key, default) in &defaults {
             if let Some(raw) = env(&key.to_ascii_uppercase()) {
-                merged.insert(key.clone(), env_value(key, &raw, default)?);
+                match env_value(key, &raw, default) {
+                    Ok(v) => {
+                        merged.insert(key.clone(), v);
+                    }
+                    Err(e) => {
+                        merged.remove(key);
+                        problems.push(e);
+                    }
+                }
             }
+        }
+        // Each key is checked on its own, so that one bad type does not hide
+        // the next.
+        let mut keys: Vec<&String> = merged.keys().collect();
+        keys.sort();
+        let mut bad_types = Vec::new();
+        for key in keys {
+            let single = Map::from_iter([(key.clone(), merged[key].clone())]);
+            if let Err(e) = serde_path_to_error::deserialize::<_, Config>(Value::Object(single)) {
+                bad_types.push(key.clone());
+                problems.push(invalid(&e.path().to_string(), e.inner().to_string()));
+            }
+        }
+        for key in bad_types {
+            merged.remove(&key);
         }
         let config: Config = serde_path_to_error::deserialize(Value::Object(merged))
             .map_err(|e| invalid(&e.path().to_string(), e.inner().to_string()))?;
-        config.validate()?;
-        Ok(config)
+        problems.extend(validate::problems(&config));
+        match problems.len() {
+            0 => Ok(config),
+            1 => Err(problems.remove(0)),
+            _ => Err(ConfigError::Many(problems)),
+        }
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.host.parse::<std::net::IpAddr>().is_err() && self.host != "localhost" {
-            return Err(invalid("host", "must be an IP address or `localhost`"));
+        let mut problems = validate::problems(self);
+        match problems.len() {
+            0 => Ok(()),
+            1 => Err(problems.remove(0)),
+            _ => Err(ConfigError::Many(problems)),
         }
-        if !ALGORITHMS.contains(&self.jwt_algorithm.as_str()) {
-            return Err(invalid(
-                "jwt_algorithm",
-                format!("must be one of {}", ALGORITHMS.join(", ")),
-            ));
-        }
-        if !self.jwt_algorithm.starts_with("HS") && self.jwt_public_key_path.is_none() {
-            return Err(invalid(
-                "jwt_public_key_path",
-                "is required for asymmetric algorithms",
-            ));
-        }
-        if !(self.database_url.starts_with("sqlite:")
-            || self.database_url.starts_with("postgres://")
-            || self.database_url.starts_with("postgresql://"))
-        {
-            return Err(invalid(
-                "database_url",
-                "must start with sqlite:, postgres:// or postgresql://",
-            ));
-        }
-        if self.db_pool_size == 0 {
-            return Err(invalid("db_pool_size", "must be at least 1"));
-        }
-        if self.db_pool_timeout == 0 {
-            return Err(invalid("db_pool_timeout", "must be at least 1 second"));
-        }
-        if self.max_request_body_bytes < 1024 {
-            return Err(invalid("max_request_body_bytes", "must be at least 1024"));
-        }
-        if self.max_json_depth == 0 {
-            return Err(invalid("max_json_depth", "must be at least 1"));
-        }
-        if tracing_subscriber::EnvFilter::try_new(self.log_filter()).is_err() {
-            return Err(invalid(
-                "log_level",
-                "must be one of trace, debug, info, warn, error",
-            ));
-        }
-        if !matches!(self.log_format.as_str(), "json" | "text") {
-            return Err(invalid("log_format", "must be json or text"));
-        }
-        if !matches!(
-            self.gateway_tool_name_separator.as_str(),
-            "-" | "--" | "_" | "."
-        ) {
-            return Err(invalid(
-                "gateway_tool_name_separator",
-                "must be one of -, --, _ or .",
-            ));
-        }
-        crate::federation::ssrf::SsrfPolicy::parse_networks(&self.ssrf_allowed_networks)
-            .map_err(|m| invalid("ssrf_allowed_networks", m))?;
-        if self.gateway_health_check_timeout.is_nan() || self.gateway_health_check_timeout <= 0.0 {
-            return Err(invalid("gateway_health_check_timeout", "must be above 0"));
-        }
-        if self.retry_base_delay.is_nan()
-            || self.retry_base_delay < 0.0
-            || self.retry_max_delay.is_nan()
-            || self.retry_max_delay < self.retry_base_delay
-        {
-            return Err(invalid(
-                "retry_max_delay",
-                "must be at least retry_base_delay, both non-negative",
-            ));
-        }
-        if self.tool_timeout == 0 || self.federation_timeout == 0 {
-            return Err(invalid(
-                "tool_timeout",
-                "timeouts must be at least 1 second",
-            ));
-        }
-        if self.sse_keepalive_interval == 0 {
-            return Err(invalid(
-                "sse_keepalive_interval",
-                "must be at least 1 second",
-            ));
-        }
-        if !(1..=9).contains(&self.compression_gzip_level) {
-            return Err(invalid("compression_gzip_level", "must be 1 to 9"));
-        }
-        if self.compression_brotli_quality > 11 {
-            return Err(invalid("compression_brotli_quality", "must be 0 to 11"));
-        }
-        if !(1..=22).contains(&self.compression_zstd_level) {
-            return Err(invalid("compression_zstd_level", "must be 1 to 22"));
-        }
-        crate::federation::ssrf::SsrfPolicy::parse_networks(&self.edge_trusted_proxies)
-            .map_err(|m| invalid("edge_trusted_proxies", m))?;
-        for (key, bytes) in [
-            ("edge_cache_static_bytes", self.edge_cache_static_bytes),
-            ("edge_cache_api_bytes", self.edge_cache_api_bytes),
-            ("edge_cache_schema_bytes", self.edge_cache_schema_bytes),
-        ] {
-            if bytes == 0 {
-                return Err(invalid(key, "must be above 0"));
-            }
-        }
-        if self
-            .edge_api_paths
-            .iter()
-            .chain(&self.edge_schema_paths)
-            .any(|p| !p.starts_with('/'))
-        {
-            return Err(invalid("edge_api_paths", "paths must start with /"));
-        }
-        if self.edge_enabled && self.edge_port != 0 && self.edge_port == self.port {
-            return Err(invalid("edge_port", "must differ from port"));
-        }
-        if self.mcp_page_size == 0 {
-            return Err(invalid("mcp_page_size", "must be at least 1"));
-        }
-        if !self.platform_admin_email.contains('@') {
-            return Err(invalid("platform_admin_email", "must be an email address"));
-        }
-        Ok(())
     }
 
     pub fn log_filter(&self) -> String {
@@ -398,6 +371,11 @@ impl Config {
 
     pub fn is_postgres(&self) -> bool {
         !self.database_url.starts_with("sqlite:")
+    }
+
+    /// Whether replicas share state through Redis (`CACHE_TYPE=redis`).
+    pub fn uses_redis(&self) -> bool {
+        self.cache_type.eq_ignore_ascii_case("redis")
     }
 
     /// Directory where generated secrets are kept: beside the SQLite file, or
@@ -431,8 +409,10 @@ impl Config {
                     *v = Value::String("********".into());
                 }
             }
-            if let Some(Value::String(url)) = map.get_mut("database_url") {
-                *url = mask_url_password(url);
+            for key in URL_KEYS {
+                if let Some(Value::String(url)) = map.get_mut(*key) {
+                    *url = mask_url_password(url);
+                }
             }
         }
         serde_yaml_ng::to_string(&value).unwrap_or_default()

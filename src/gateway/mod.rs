@@ -1,6 +1,7 @@
-//! The gateway as an MCP server: lists come from the registry snapshot
+//! The gateway's own MCP server: lists come from the registry snapshot
 //! (pre-serialized, no database or upstream round trip), calls are routed to
-//! the owning upstream under its original name, or performed as REST calls.
+//! the owning upstream under its original name (through `federation`), or
+//! performed as REST calls.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,21 +9,23 @@ use std::time::Duration;
 use crate::mcp::jsonrpc::Json;
 use serde_json::{Value, json};
 
-use super::Federation;
-use super::client::Relay;
-use crate::auth::Principal;
+use crate::access::Principal;
+use crate::config::LiveConfig;
+use crate::federation::Federation;
+use crate::federation::upstream::Relay;
 use crate::mcp::dispatch::BoxFut;
 use crate::mcp::jsonrpc::{self, RpcError};
 use crate::mcp::session::{Peer, Session};
 use crate::mcp::{Ctx, McpHandler, protocol};
 use crate::registry::Registry;
-use crate::registry::model::{Gateway, Owned, Prompt, Resource, Tool};
+use crate::registry::model::{Gateway, IntegrationType, Owned, Prompt, Resource, Tool};
 use crate::registry::snapshot::{McpScope, Snapshot};
 
 pub struct GatewayService {
     pub registry: Arc<Registry>,
     pub fed: Arc<Federation>,
-    pub page_size: usize,
+    /// For the live page size (`MCP_PAGE_SIZE`).
+    pub config: Arc<LiveConfig>,
 }
 
 /// Relays an upstream's messages to the downstream client.
@@ -242,9 +245,9 @@ impl GatewayService {
         let timeout = tool.timeout_ms.map_or(self.fed.cfg.tool_timeout, |ms| {
             Duration::from_millis(ms as u64)
         });
-        if tool.integration_type == "REST" {
+        if tool.integration_type == IntegrationType::Rest {
             let r = tokio::select! {
-                r = super::rest::invoke(&self.fed, tool, args, timeout) => r,
+                r = crate::federation::rest::invoke(&self.fed, tool, args, timeout) => r,
                 _ = ctx.cancel.cancelled() => return Err(RpcError::new(jsonrpc::REQUEST_TIMEOUT, "request cancelled")),
             };
             return Ok(jsonrpc::raw(&r));
@@ -282,7 +285,7 @@ impl GatewayService {
                 })
             })
             .collect();
-        let (start, end, next) = page_bounds(params, items.len(), self.page_size)?;
+        let (start, end, next) = page_bounds(params, items.len(), self.config.get().mcp_page_size)?;
         Ok(list_result(ctx, "tools", &items[start..end], next))
     }
 
@@ -305,7 +308,7 @@ impl GatewayService {
             })
             .collect();
         let refs: Vec<&str> = items.iter().map(Json::get).collect();
-        let (start, end, next) = page_bounds(params, refs.len(), self.page_size)?;
+        let (start, end, next) = page_bounds(params, refs.len(), self.config.get().mcp_page_size)?;
         Ok(list_result(ctx, "prompts", &refs[start..end], next))
     }
 
@@ -334,7 +337,7 @@ impl GatewayService {
             })
             .collect();
         let refs: Vec<&str> = items.iter().map(Json::get).collect();
-        let (start, end, next) = page_bounds(params, refs.len(), self.page_size)?;
+        let (start, end, next) = page_bounds(params, refs.len(), self.config.get().mcp_page_size)?;
         Ok(list_result(
             ctx,
             if templates {

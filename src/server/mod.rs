@@ -1,5 +1,7 @@
 //! Wiring: open the store, migrate, load the registry, bind and serve.
 
+pub mod tasks;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,16 +16,21 @@ use mcpgate_proxy::{EdgeConfig, EdgeHandle, EdgeProxy, Generations};
 
 use crate::api::{AppInner, AppState, router};
 use crate::auth::{Auth, Secrets, SetupError, resolve_secrets};
-use crate::config::Config;
+use crate::cluster::{AlwaysLeader, Bus, Leadership, new_replica_id};
+use crate::config::{Config, LiveConfig, ReloadReport};
 use crate::crypto::Sealer;
-use crate::federation::service::GatewayService;
 use crate::federation::{Federation, discovery, health};
+use crate::gateway::GatewayService;
 use crate::mcp::Dispatcher;
 use crate::mcp::http::{Endpoint, OriginGuard};
 use crate::mcp::session::Sessions;
 use crate::observability::Metrics;
-use crate::registry::Registry;
+use crate::registry::{Registry, Updater};
 use crate::store::{Store, StoreError};
+pub use tasks::{Phase, Readiness, Tasks};
+
+/// How long background tasks get to stop at shutdown.
+const TASK_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -47,14 +54,15 @@ pub struct Running {
     edge_config: Arc<ArcSwap<EdgeConfig>>,
     pub state: AppState,
     pub secrets: Secrets,
+    pub leadership: Arc<Leadership>,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
-    sync: Option<tokio::task::JoinHandle<()>>,
-    health: tokio::task::JoinHandle<()>,
+    tasks: Tasks,
 }
 
 impl Running {
-    /// Stops accepting, lets in-flight requests finish, closes the pool.
+    /// Stops accepting, lets in-flight requests finish, stops the
+    /// background tasks, closes the pool.
     pub async fn stop(self) -> std::io::Result<()> {
         self.stop_with(Stop::Terminate).await
     }
@@ -62,15 +70,13 @@ impl Running {
     /// Stops; with `Stop::Upgrade` the edge hands its listening socket to a
     /// process started with `serve --upgrade`.
     pub async fn stop_with(mut self, how: Stop) -> std::io::Result<()> {
+        self.state.readiness.set(Phase::Draining);
         if let Some(edge) = self.edge.take() {
             let _ = tokio::task::spawn_blocking(move || edge.stop(how)).await;
         }
         let _ = self.shutdown.send(true);
-        if let Some(s) = self.sync {
-            s.abort();
-        }
-        self.health.abort();
         let r = self.task.await.unwrap_or(Ok(()));
+        self.tasks.shutdown(TASK_GRACE).await;
         self.state.registry.store().close().await;
         r
     }
@@ -80,29 +86,27 @@ impl Running {
         (&mut self.task).await.unwrap_or(Ok(()))
     }
 
-    /// Applies a new configuration's live values: route classes, limits,
-    /// TTLs, zone budgets, compression. Returns the settings that changed but
-    /// need a restart (or a graceful binary upgrade) to apply.
-    pub fn reload(&self, new: &Config) -> Vec<&'static str> {
-        let old = &self.state.config;
-        let mut restart = Vec::new();
-        if old.host != new.host || old.port != new.port {
-            restart.push("host/port");
-        }
-        if old.edge_port != new.edge_port || old.edge_enabled != new.edge_enabled {
-            restart.push("edge_port/edge_enabled");
-        }
-        if old.database_url != new.database_url {
-            restart.push("database_url");
-        }
-        let edge = crate::edge::edge_config(new);
+    /// The names of the background tasks that run.
+    pub fn task_names(&self) -> Vec<&'static str> {
+        self.tasks.names()
+    }
+
+    /// Applies a new configuration's live values (both the application and
+    /// the edge read them); reports the changed settings that need a
+    /// restart (or a graceful binary upgrade).
+    pub fn reload(&self, new: &Config) -> ReloadReport {
+        let report = self.state.config.apply(new);
+        let now = self.state.config();
+        self.state.auth.apply_live(&now);
+        crate::observability::set_log_level(&now);
+        let edge = crate::edge::edge_config(&now);
         for zone in self.state.edge_zones.iter() {
             if let Some(spec) = edge.zones.iter().find(|z| z.name == zone.name) {
                 zone.reconfigure(spec);
             }
         }
         self.edge_config.store(Arc::new(edge));
-        restart
+        report
     }
 
     pub fn trigger_shutdown(&self) {
@@ -152,23 +156,31 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 /// running mcpgate (Pingora's graceful binary upgrade).
 pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartError> {
     let secrets = resolve_secrets(&config)?;
+    let readiness = Arc::new(Readiness::default());
     let store = open_store(&config).await?;
     let registry = Registry::load(store.clone()).await?;
-    let auth = Arc::new(Auth::new(&config, &secrets, store)?);
+    let bus = Bus::new(new_replica_id());
+    let leadership = Leadership::new(
+        Arc::new(AlwaysLeader),
+        Duration::from_secs(config.redis_leader_ttl),
+        Duration::from_secs(config.redis_leader_heartbeat_interval),
+    );
+    let auth = Arc::new(Auth::new(&config, &secrets, registry.clone())?);
+    let updater = Arc::new(Updater::new(registry.clone(), bus.clone()));
+    let live = LiveConfig::new(config.clone());
     let sealer = Sealer::new(&secrets.encryption_secret);
     let federation = Federation::new(&config, sealer.clone());
     let sessions = Sessions::new(
         Duration::from_secs(config.session_ttl.max(1)),
         config.max_sessions,
     );
-    sessions.spawn_sweeper();
     let mcp = Arc::new(Endpoint {
         dispatcher: Dispatcher::new(Arc::new(GatewayService {
             registry: registry.clone(),
             fed: federation.clone(),
-            page_size: config.mcp_page_size,
+            config: live.clone(),
         })),
-        sessions,
+        sessions: sessions.clone(),
         guard: OriginGuard::for_bind(
             &config.host,
             &config.mcp_allowed_hosts,
@@ -177,15 +189,44 @@ pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartE
         keepalive: Duration::from_secs(config.sse_keepalive_interval),
         stateful: config.use_stateful_sessions,
     });
-    discovery::spawn_refresher(federation.clone(), registry.clone());
-    let health = health::spawn(federation.clone(), registry.clone());
+    // Subscribers in order: the snapshot catches up first, then the caches
+    // built from the old one are dropped.
+    bus.subscribe(registry.clone());
+    bus.subscribe(auth.clone());
     let generations = Arc::new(Generations::default());
-    let _ = registry.invalidation.set(generations.clone());
     let edge_zones: Vec<&'static Zone> = if config.edge_enabled {
         crate::edge::make_zones(&config)
     } else {
         Vec::new()
     };
+    bus.subscribe(Arc::new(crate::edge::EdgeInvalidation {
+        generations: generations.clone(),
+        zones: edge_zones.clone(),
+    }));
+    let mut tasks = Tasks::default();
+    // The first heartbeat before serving: a lone instance leads at once.
+    leadership.beat().await;
+    tasks.spawn("leader-lease", {
+        let l = leadership.clone();
+        move |stop| l.run(stop)
+    });
+    tasks.spawn("health-checks", {
+        let (f, u, l) = (federation.clone(), updater.clone(), leadership.clone());
+        move |stop| health::run(f, u, l, stop)
+    });
+    tasks.spawn("discovery-refresh", {
+        let (f, u) = (federation.clone(), updater.clone());
+        move |stop| discovery::run_refresher(f, u, stop)
+    });
+    if config.registry_sync_interval > 0 {
+        let every = Duration::from_secs(config.registry_sync_interval);
+        let (r, b) = (registry.clone(), bus.clone());
+        tasks.spawn("registry-sync", move |stop| r.run_sync(b, every, stop));
+    }
+    tasks.spawn("session-sweeper", {
+        let s = sessions.clone();
+        move |stop| s.run_sweeper(stop)
+    });
     let edge_metrics = Arc::new(EdgeMetrics::default());
     let edge_config = Arc::new(ArcSwap::from_pointee(crate::edge::edge_config(&config)));
     let state = AppState::new(AppInner {
@@ -194,14 +235,19 @@ pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartE
         federation,
         mcp,
         sealer: Arc::new(sealer),
-        config: Arc::new(config),
+        config: live.clone(),
         registry: registry.clone(),
+        updater,
+        readiness: readiness.clone(),
         auth,
+        bus: bus.clone(),
+        leadership: leadership.clone(),
         metrics: Arc::new(Metrics::new()),
         started: Instant::now(),
     });
-    let addr = format!("{}:{}", state.config.host, state.config.port);
-    let threads = match state.config.server_threads {
+    let config = live.snapshot();
+    let addr = format!("{}:{}", config.host, config.port);
+    let threads = match config.server_threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
@@ -212,8 +258,6 @@ pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartE
     let local = listeners[0]
         .local_addr()
         .map_err(|source| StartError::Bind { addr, source })?;
-    let sync = (state.config.registry_sync_interval > 0)
-        .then(|| registry.spawn_sync(Duration::from_secs(state.config.registry_sync_interval)));
     let (tx, rx) = tokio::sync::watch::channel(false);
     let app = router(state.clone());
     // One single-threaded runtime per core, each accepting on its own
@@ -262,7 +306,7 @@ pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartE
         }
         result
     });
-    let edge = if state.config.edge_enabled {
+    let edge = if config.edge_enabled {
         let upstream = if local.ip().is_unspecified() {
             SocketAddr::from(([127, 0, 0, 1], local.port()))
         } else {
@@ -271,7 +315,8 @@ pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartE
         let app = crate::edge::AppEdge {
             router: router(state.clone()),
             auth: state.auth.clone(),
-            auth_required: state.config.auth_required,
+            config: live.clone(),
+            bus: bus.clone(),
             upstream,
         };
         let zones = edge_zones.iter().map(|z| (z.name.clone(), *z)).collect();
@@ -282,26 +327,27 @@ pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartE
             generations,
             edge_metrics,
         );
-        let host = if state.config.host == "localhost" {
+        let host = if config.host == "localhost" {
             "127.0.0.1"
         } else {
-            state.config.host.as_str()
+            config.host.as_str()
         };
-        let edge_addr: SocketAddr = format!("{host}:{}", state.config.edge_port)
-            .parse()
-            .map_err(|_| StartError::Bind {
-                addr: host.to_owned(),
-                source: std::io::Error::other("bad edge address"),
-            })?;
+        let edge_addr: SocketAddr =
+            format!("{host}:{}", config.edge_port)
+                .parse()
+                .map_err(|_| StartError::Bind {
+                    addr: host.to_owned(),
+                    source: std::io::Error::other("bad edge address"),
+                })?;
         let options = EdgeOptions {
-            threads: match state.config.edge_threads {
+            threads: match config.edge_threads {
                 0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
                 n => n,
             },
             upgrade,
-            upgrade_sock: state.config.edge_upgrade_sock.clone(),
-            grace_period_seconds: state.config.edge_grace_period,
-            work_stealing: state.config.edge_work_stealing,
+            upgrade_sock: config.edge_upgrade_sock.clone(),
+            grace_period_seconds: config.edge_grace_period,
+            work_stealing: config.edge_work_stealing,
         };
         let handle =
             tokio::task::spawn_blocking(move || EdgeHandle::start(proxy, edge_addr, options))
@@ -319,7 +365,8 @@ pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartE
     } else {
         None
     };
-    tracing::info!(%local, database = state.registry.store().backend().as_str(), "mcpgate listening");
+    tracing::info!(%local, database = state.registry.store().backend().as_str(), replica = bus.replica(), "mcpgate listening");
+    readiness.set(Phase::Ready);
     Ok(Running {
         addr: local,
         edge_addr: edge.as_ref().map(|e| e.addr),
@@ -327,9 +374,9 @@ pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartE
         edge_config,
         state,
         secrets,
+        leadership,
         shutdown: tx,
         task,
-        sync,
-        health,
+        tasks,
     })
 }

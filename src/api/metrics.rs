@@ -1,0 +1,63 @@
+//! Request metrics middleware and the Prometheus text endpoint.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus::{Encoder, TextEncoder};
+
+use super::AppState;
+
+pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    // Both are reference-counted: no string is copied per request.
+    let method = req.method().clone();
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let resp = next.run(req).await;
+    let m = &st.metrics;
+    m.requests
+        .with_label_values(&[method.as_str(), route, resp.status().as_str()])
+        .inc();
+    m.latency
+        .with_label_values(&[route])
+        .observe(start.elapsed().as_secs_f64());
+    resp
+}
+
+pub async fn prometheus(State(st): State<AppState>) -> Response {
+    let m = &st.metrics;
+    let total = st.registry.store().query_count();
+    let seen = m.db_queries.get();
+    if total > seen {
+        m.db_queries.inc_by(total - seen);
+    }
+    let snap = st.registry.snapshot();
+    for (kind, n) in [
+        ("tools", snap.tools.len()),
+        ("gateways", snap.gateways.len()),
+        ("resources", snap.resources.len()),
+        ("prompts", snap.prompts.len()),
+        ("servers", snap.servers.len()),
+        ("teams", snap.teams.len()),
+    ] {
+        m.items.with_label_values(&[kind]).set(n as i64);
+    }
+    let mut buf = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&m.registry.gather(), &mut buf) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+    }
+    if !st.edge_zones.is_empty() {
+        buf.extend_from_slice(st.edge_metrics.render(&st.edge_zones).as_bytes());
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        buf,
+    )
+        .into_response()
+}

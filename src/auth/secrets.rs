@@ -1,0 +1,136 @@
+//! Secret provisioning: the JWT signing secret and the encryption key come
+//! from configuration, or are generated once into a file beside the
+//! database (mode 0600). Production refuses generated and weak secrets.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::crypto;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Key(String),
+    #[error("refusing to start in production: {0}")]
+    Production(String),
+}
+
+/// The secrets mcpgate signs and seals with.
+#[derive(Clone)]
+pub struct Secrets {
+    pub jwt_secret: String,
+    pub encryption_secret: String,
+    /// True when a secret came from the generated file rather than config.
+    pub generated: bool,
+    pub newly_generated: bool,
+}
+
+const SECRETS_FILE: &str = ".mcpgate-secrets.json";
+
+#[derive(Serialize, Deserialize, Default)]
+struct SecretsFile {
+    jwt_secret_key: Option<String>,
+    auth_encryption_secret: Option<String>,
+}
+
+/// Takes the secrets from config, or from the generated secrets file beside
+/// the database, generating it (mode 0600) on first use. Production refuses
+/// generated and well-known secrets.
+pub fn resolve_secrets(config: &Config) -> Result<Secrets, SetupError> {
+    let path = config.state_dir().join(SECRETS_FILE);
+    let mut file: SecretsFile = if path.exists() {
+        let text = std::fs::read_to_string(&path).map_err(|source| SetupError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        serde_json::from_str(&text)
+            .map_err(|e| SetupError::Key(format!("{}: {e}", path.display())))?
+    } else {
+        SecretsFile::default()
+    };
+    let mut generated = false;
+    let mut changed = false;
+    let mut pick = |configured: &Option<String>, stored: &mut Option<String>| -> String {
+        if let Some(s) = configured.as_ref().filter(|s| !s.is_empty()) {
+            return s.clone();
+        }
+        generated = true;
+        stored
+            .get_or_insert_with(|| {
+                changed = true;
+                crypto::random_secret()
+            })
+            .clone()
+    };
+    let jwt_secret = pick(&config.jwt_secret_key, &mut file.jwt_secret_key);
+    let encryption_secret = pick(
+        &config.auth_encryption_secret,
+        &mut file.auth_encryption_secret,
+    );
+    let jwt_needed = config.jwt_algorithm.starts_with("HS");
+    if config.is_production() {
+        if jwt_needed {
+            check_production_secret("JWT_SECRET_KEY", config.jwt_secret_key.as_deref())?;
+        }
+        check_production_secret(
+            "AUTH_ENCRYPTION_SECRET",
+            config.auth_encryption_secret.as_deref(),
+        )?;
+    }
+    if changed {
+        write_private(
+            &path,
+            &serde_json::to_string_pretty(&file).expect("serializes"),
+        )?;
+    }
+    Ok(Secrets {
+        jwt_secret,
+        encryption_secret,
+        generated,
+        newly_generated: changed,
+    })
+}
+
+fn check_production_secret(name: &str, value: Option<&str>) -> Result<(), SetupError> {
+    match value.filter(|v| !v.is_empty()) {
+        None => Err(SetupError::Production(format!(
+            "{name} is not set (generated secrets are for development only)"
+        ))),
+        Some(v) => match crypto::weak_secret_reason(v) {
+            Some(reason) => Err(SetupError::Production(format!("{name} {reason}"))),
+            None => Ok(()),
+        },
+    }
+}
+
+fn write_private(path: &Path, contents: &str) -> Result<(), SetupError> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |source| SetupError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts.open(path).map_err(err)?;
+    f.write_all(contents.as_bytes()).map_err(err)?;
+    f.sync_all().map_err(err)
+}
