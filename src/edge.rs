@@ -154,10 +154,7 @@ pub fn edge_config(c: &Config) -> EdgeConfig {
             brotli_quality: c.compression_brotli_quality,
             zstd_level: c.compression_zstd_level,
         },
-        trusted_proxies: crate::federation::ssrf::SsrfPolicy::parse_networks(
-            &c.edge_trusted_proxies,
-        )
-        .unwrap_or_default(),
+        trusted_proxies: crate::util::parse_networks(&c.edge_trusted_proxies).unwrap_or_default(),
         max_body_bytes: c.max_request_body_bytes,
         stream_timeout: std::time::Duration::from_secs(c.edge_stream_timeout),
         stale_while_revalidate: c.edge_stale_while_revalidate,

@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod edge;
 pub mod federation;
 pub mod gateway;
+pub mod lifecycle;
 pub mod mcp;
 pub mod observability;
 pub mod registry;

@@ -76,3 +76,20 @@ mod tests {
         assert!(a <= now());
     }
 }
+
+/// A list entry that is neither a CIDR network nor an address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an IP network")]
+pub struct BadNetwork(pub String);
+
+/// Parses CIDR networks (`10.0.0.0/8`) or single addresses.
+pub fn parse_networks(list: &[String]) -> Result<Vec<ipnet::IpNet>, BadNetwork> {
+    list.iter()
+        .map(|n| {
+            let n = n.trim();
+            n.parse::<ipnet::IpNet>()
+                .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| BadNetwork(n.to_owned()))
+        })
+        .collect()
+}

@@ -190,6 +190,36 @@ fn config_check_names_bad_keys_and_masks_secrets() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("db_pool_size"));
 }
 
+/// `config check` reports every problem at once, not the first.
+#[test]
+fn config_check_names_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        "prot: 4444\nedge_rate_limit_rps: fast\nlog_format: xml\ncache_type: redis\n",
+    )
+    .unwrap();
+    let out = mcpgate(dir.path())
+        .args(["config", "check", "--config"])
+        .arg(&cfg)
+        .env("DB_POOL_SIZE", "lots")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for named in [
+        "`prot`",
+        "edge_rate_limit_rps",
+        "log_format",
+        "redis_url",
+        "db_pool_size",
+    ] {
+        assert!(err.contains(named), "{named} is not named in:\n{err}");
+    }
+    assert!(err.contains("5 problems"), "{err}");
+}
+
 #[test]
 fn production_refuses_generated_and_weak_secrets() {
     let dir = tempfile::tempdir().unwrap();

@@ -500,3 +500,119 @@ async fn rate_limit_with_retry_after_and_live_reload() {
     assert_eq!(restart.needs_restart, vec!["port"]);
     e.stop().await;
 }
+
+/// Regression: `reload_applies_the_body_limit_on_both_ports`. A reload used
+/// to change only the edge's copy of `MAX_REQUEST_BODY_BYTES`, so the edge
+/// and the application enforced different limits. It also shows a live
+/// auth cache TTL: a revocation written by another replica (no bus here)
+/// is served from the cache until a reload shortens the TTL, then refused
+/// on both ports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_applies_the_body_limit_and_auth_ttls_on_both_ports() {
+    let db = Db::new(Backend::Sqlite).await;
+    let config = Config {
+        auth_cache_revocation_ttl: 600,
+        ..edge_config(&db)
+    };
+    let e = Edge::start(config.clone()).await;
+    let t = e.gw.token("user@example.com");
+    let body = json!({"name": "big", "url": "https://a.example/x", "visibility": "private", "description": "x".repeat(20_000)}).to_string();
+    let post = |base: String, body: String| {
+        let http = e.gw.http.clone();
+        let t = t.clone();
+        async move {
+            http.post(format!("{base}/v1/tools"))
+                .bearer_auth(t)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    // 20 KB is under the default limit: refused for its description (422),
+    // not its size.
+    for base in [e.gw.base.clone(), e.base.clone()] {
+        assert_eq!(
+            post(base, body.clone()).await,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+    }
+    let report = e.gw.running.reload(&Config {
+        max_request_body_bytes: 4096,
+        ..config.clone()
+    });
+    assert_eq!(report.applied, vec!["max_request_body_bytes"]);
+    for base in [e.gw.base.clone(), e.base.clone()] {
+        assert_eq!(
+            post(base.clone(), body.clone()).await,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "{base} enforces the reloaded limit"
+        );
+    }
+
+    // The token's revocation status is now cached as "not revoked".
+    let teams = |base: String| {
+        let http = e.gw.http.clone();
+        let t = t.clone();
+        async move {
+            http.get(format!("{base}/v1/teams"))
+                .bearer_auth(t)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(teams(e.gw.base.clone()).await, StatusCode::OK);
+    assert_eq!(teams(e.base.clone()).await, StatusCode::OK);
+    let jti =
+        e.gw.running
+            .state
+            .auth
+            .verify(&t)
+            .await
+            .unwrap()
+            .jti
+            .clone()
+            .unwrap();
+    // Another replica revokes it straight in the database.
+    let store = e.gw.running.state.registry.store();
+    let mut tx = store.begin().await.unwrap();
+    tx.run(
+        "INSERT INTO token_revocations (jti, revoked_at, revoked_by) VALUES ($1, $2, $3)".into(),
+        vec![
+            jti.as_str().into(),
+            mcpgate::util::now().into(),
+            "elsewhere".into(),
+        ],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        teams(e.gw.base.clone()).await,
+        StatusCode::OK,
+        "cached for the 600 s revocation TTL"
+    );
+    let report = e.gw.running.reload(&Config {
+        max_request_body_bytes: 4096,
+        auth_cache_revocation_ttl: 1,
+        ..config.clone()
+    });
+    assert_eq!(report.applied, vec!["auth_cache_revocation_ttl"]);
+    assert_eq!(teams(e.gw.base.clone()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(teams(e.base.clone()).await, StatusCode::UNAUTHORIZED);
+
+    // Listener changes wait for a restart.
+    let report = e.gw.running.reload(&Config {
+        max_request_body_bytes: 4096,
+        auth_cache_revocation_ttl: 1,
+        port: 1,
+        ..config
+    });
+    assert!(report.applied.is_empty());
+    assert_eq!(report.needs_restart, vec!["port"]);
+    e.stop().await;
+}

@@ -15,39 +15,12 @@ use mcpgate::config::Config;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-fn mcp_config(db: &Db) -> Config {
-    Config {
-        ssrf_allow_localhost: true,
-        tool_timeout: 10,
-        federation_timeout: 10,
-        retry_base_delay: 0.05,
-        retry_max_delay: 0.2,
-        ..config_for(db)
-    }
-}
-
 async fn rpc(gw: &Gw, token: &str, method: &str, params: Value) -> Value {
-    let (s, v) = gw
-        .post(
-            "/rpc",
-            token,
-            json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    v
+    gw.rpc(token, method, params).await
 }
 
 async fn register(gw: &Gw, name: &str, url: &str, transport: &str) -> Value {
-    let (s, v) = gw
-        .post(
-            "/v1/gateways",
-            &gw.admin,
-            json!({"name": name, "url": url, "transport": transport}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    v
+    gw.register(name, url, transport).await
 }
 
 async fn raw_rpc(gw: &Gw, body: &str) -> (StatusCode, Value) {

@@ -256,6 +256,9 @@ fn take_or_bind(addr: &str, fds: Option<&ListenFds>) -> io::Result<std::net::Tcp
         && let Some(fd) = fds.lock().get(addr).copied()
     {
         // The table keeps owning the descriptor (it is sent on upgrade).
+        // SAFETY: the fd table holds this descriptor open for the life of
+        // the process; it is only borrowed long enough to duplicate it.
+        #[allow(unsafe_code)]
         let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
         let owned = borrowed.try_clone_to_owned()?;
         let listener = std::net::TcpListener::from(owned);
@@ -451,6 +454,8 @@ mod tests {
         // The table still owns its descriptor for the next upgrade.
         let fd = *fds.lock().get(&addr).unwrap();
         assert!(fd >= 0);
+        // SAFETY: the table owns the descriptor; this only duplicates it.
+        #[allow(unsafe_code)]
         let _still_open = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
             .try_clone_to_owned()
             .unwrap();

@@ -73,6 +73,11 @@ pub trait Owned {
     }
 }
 
+/// Why an action is not allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Denied(pub String);
+
 /// Which teams a principal acts for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TeamScope {
@@ -123,19 +128,21 @@ impl Principal {
     }
 
     /// May this principal place a new item in `team` with `visibility`?
-    pub fn can_create(&self, team: Option<&str>, visibility: Visibility) -> Result<(), String> {
+    pub fn can_create(&self, team: Option<&str>, visibility: Visibility) -> Result<(), Denied> {
         if self.is_admin {
             return Ok(());
         }
         match team {
             Some(t) => match self.role_in(t) {
                 Some(r) if r >= TeamRole::Developer => Ok(()),
-                Some(_) => Err(format!("role viewer in team {t} cannot create items")),
-                None => Err(format!("not a member of team {t}")),
+                Some(_) => Err(Denied(format!(
+                    "role viewer in team {t} cannot create items"
+                ))),
+                None => Err(Denied(format!("not a member of team {t}"))),
             },
-            None if visibility == Visibility::Public => {
-                Err("only platform admins may publish items outside a team".into())
-            }
+            None if visibility == Visibility::Public => Err(Denied(
+                "only platform admins may publish items outside a team".into(),
+            )),
             None => Ok(()),
         }
     }

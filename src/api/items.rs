@@ -19,6 +19,7 @@ use super::error::ApiError;
 use super::extract::{JsonBody, QueryParams, typed};
 use crate::access::Principal;
 use crate::federation::discovery;
+use crate::registry::discovered::Discovery;
 use crate::registry::input::*;
 use crate::registry::model::*;
 use crate::registry::snapshot::{Collection, Entry, Snapshot};
@@ -157,23 +158,26 @@ impl ItemKind for Gateway {
         if !gw.enabled {
             return st.updater.save(gw, create).await.map_err(conflict(gw));
         }
-        let discovered = discovery::discover(&st.federation, gw)
-            .await
-            .map_err(|e| e.to_string());
-        if let (true, Err(e)) = (create, &discovered) {
-            st.federation.forget(&gw.id).await;
-            return Err(ApiError::BadGateway(format!(
-                "cannot register gateway {}: {e}",
-                gw.name
-            )));
-        }
-        if let Err(e) = &discovered {
-            tracing::warn!(gateway = %gw.name, error = %e, "gateway updated but its upstream did not answer");
-        }
+        let discovery = match discovery::discover(&st.federation, gw).await {
+            Ok(d) => Discovery::Offered(d),
+            Err(e) if create => {
+                st.federation.forget(&gw.id).await;
+                return Err(ApiError::BadGateway(format!(
+                    "cannot register gateway {}: {e}",
+                    gw.name
+                )));
+            }
+            Err(e) => {
+                tracing::warn!(gateway = %gw.name, error = %e, "gateway updated but its upstream did not answer");
+                Discovery::Unreachable {
+                    error: e.to_string(),
+                }
+            }
+        };
         let separator = &st.federation.cfg.separator;
         let saved = st
             .updater
-            .save_gateway(gw, create, discovered, separator)
+            .save_gateway(gw, create, discovery, separator)
             .await;
         if saved.is_err() {
             st.federation.forget(&gw.id).await;
@@ -535,7 +539,7 @@ async fn create<K: ItemKind>(
     let (team, vis) = K::placement(&input).resolve(None)?;
     check_team(&st.registry.snapshot(), team.as_deref())?;
     p.can_create(team.as_deref(), vis)
-        .map_err(ApiError::Forbidden)?;
+        .map_err(|d| ApiError::Forbidden(d.0))?;
     let now = crate::util::now();
     let mut item = K::new_item(&p.email, &now);
     let extras = K::apply(input, &mut item, true)?;
@@ -563,7 +567,7 @@ async fn update<K: ItemKind>(
     if (team.as_deref(), vis) != was {
         check_team(&snap, team.as_deref())?;
         p.can_create(team.as_deref(), vis)
-            .map_err(ApiError::Forbidden)?;
+            .map_err(|d| ApiError::Forbidden(d.0))?;
     }
     let mut item = current.item.clone();
     let extras = K::apply(input, &mut item, false)?;

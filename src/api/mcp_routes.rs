@@ -110,7 +110,7 @@ fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     if let Err(m) = st.mcp.guard.check(headers) {
-        return (axum::http::StatusCode::FORBIDDEN, m).into_response();
+        return (axum::http::StatusCode::FORBIDDEN, m.0).into_response();
     }
     use crate::mcp::McpHandler;
     if let Err(e) = st

@@ -27,10 +27,10 @@ use crate::config::{Config, LiveConfig};
 use crate::crypto::Sealer;
 use crate::federation::Federation;
 use crate::gateway::GatewayService;
+use crate::lifecycle::Readiness;
 use crate::mcp::http::Endpoint;
 use crate::observability::Metrics;
 use crate::registry::{Registry, Updater};
-use crate::server::Readiness;
 use error::ApiError;
 use mcpgate_proxy::LINGER;
 

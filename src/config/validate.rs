@@ -187,8 +187,8 @@ fn federation(c: &Config, out: &mut Vec<ConfigError>) {
         "gateway_tool_name_separator",
         "must be one of -, --, _ or .",
     );
-    if let Err(m) = crate::federation::ssrf::SsrfPolicy::parse_networks(&c.ssrf_allowed_networks) {
-        out.push(invalid("ssrf_allowed_networks", m));
+    if let Err(m) = crate::util::parse_networks(&c.ssrf_allowed_networks) {
+        out.push(invalid("ssrf_allowed_networks", m.to_string()));
     }
     check(
         out,
@@ -238,8 +238,8 @@ fn edge(c: &Config, out: &mut Vec<ConfigError>) {
         "compression_zstd_level",
         "must be 1 to 22",
     );
-    if let Err(m) = crate::federation::ssrf::SsrfPolicy::parse_networks(&c.edge_trusted_proxies) {
-        out.push(invalid("edge_trusted_proxies", m));
+    if let Err(m) = crate::util::parse_networks(&c.edge_trusted_proxies) {
+        out.push(invalid("edge_trusted_proxies", m.to_string()));
     }
     for (key, bytes) in [
         ("edge_cache_static_bytes", c.edge_cache_static_bytes),

@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::Federation;
+use super::upstream::UpstreamError;
 use crate::cluster::Leadership;
 use crate::registry::Updater;
 use crate::registry::model::Gateway;
@@ -23,11 +24,19 @@ pub struct HealthState {
     failures: Mutex<HashMap<String, u32>>,
 }
 
-/// One health check of one gateway: true when it answered.
-pub async fn check(fed: &Federation, gw: &Gateway) -> Result<(), String> {
+#[derive(Debug, thiserror::Error)]
+pub enum CheckFailure {
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("no answer within {0:?}")]
+    NoAnswer(std::time::Duration),
+}
+
+/// One health check of one gateway: a `ping` answered in time.
+pub async fn check(fed: &Federation, gw: &Gateway) -> Result<(), CheckFailure> {
     let t = fed.cfg.health_timeout;
     let r = tokio::time::timeout(t, async {
-        let up = fed.shared(gw).await.map_err(|e| e.to_string())?;
+        let up = fed.shared(gw).await?;
         up.call(
             "ping",
             serde_json::json!({}),
@@ -36,20 +45,15 @@ pub async fn check(fed: &Federation, gw: &Gateway) -> Result<(), String> {
             CancellationToken::new(),
         )
         .await
-        .map_err(|e| e.to_string())
     })
     .await;
-    match r {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => {
-            fed.forget(&gw.id).await;
-            Err(e)
-        }
-        Err(_) => {
-            fed.forget(&gw.id).await;
-            Err(format!("no answer within {t:?}"))
-        }
-    }
+    let failure = match r {
+        Ok(Ok(_)) => return Ok(()),
+        Ok(Err(e)) => CheckFailure::Upstream(e),
+        Err(_) => CheckFailure::NoAnswer(t),
+    };
+    fed.forget(&gw.id).await;
+    Err(failure)
 }
 
 async fn set_reachable(
@@ -98,7 +102,7 @@ pub async fn round(fed: &Arc<Federation>, updater: &Updater, state: &HealthState
             }
             Err(e) if gw.reachable && failures >= fed.cfg.unhealthy_threshold => {
                 tracing::warn!(gateway = %gw.name, error = %e, failures, "gateway marked unreachable");
-                set_reachable(updater, &gw, false, Some(e), fence).await;
+                set_reachable(updater, &gw, false, Some(e.to_string()), fence).await;
             }
             Err(e) => {
                 tracing::debug!(gateway = %gw.name, error = %e, failures, "health check failed")

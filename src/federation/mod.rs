@@ -85,7 +85,7 @@ impl Federation {
             enabled: config.ssrf_protection_enabled,
             allow_localhost: config.ssrf_allow_localhost,
             allow_private: config.ssrf_allow_private_networks,
-            allowed: SsrfPolicy::parse_networks(&config.ssrf_allowed_networks).unwrap_or_default(),
+            allowed: crate::util::parse_networks(&config.ssrf_allowed_networks).unwrap_or_default(),
         });
         let http = reqwest::Client::builder()
             .dns_resolver(Arc::new(GuardedResolver {

@@ -11,6 +11,11 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
+/// Why an outbound request was refused (or a setting is unusable).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SsrfRefusal(pub String);
+
 #[derive(Debug, Clone)]
 pub struct SsrfPolicy {
     pub enabled: bool,
@@ -30,19 +35,8 @@ const ALWAYS_BLOCKED: &[&str] = &[
 const BLOCKED_HOSTS: &[&str] = &["metadata.google.internal", "metadata.internal"];
 
 impl SsrfPolicy {
-    pub fn parse_networks(list: &[String]) -> Result<Vec<IpNet>, String> {
-        list.iter()
-            .map(|n| {
-                let n = n.trim();
-                n.parse::<IpNet>()
-                    .or_else(|_| n.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| format!("`{n}` is not an IP network"))
-            })
-            .collect()
-    }
-
     /// Why `ip` may not be contacted, if it may not.
-    pub fn check_ip(&self, ip: IpAddr) -> Result<(), String> {
+    pub fn check_ip(&self, ip: IpAddr) -> Result<(), SsrfRefusal> {
         if !self.enabled {
             return Ok(());
         }
@@ -54,52 +48,54 @@ impl SsrfPolicy {
             .iter()
             .any(|n| n.parse::<IpNet>().expect("valid constant").contains(&ip))
         {
-            return Err(format!(
+            return Err(SsrfRefusal(format!(
                 "{ip} is a link-local or metadata address (always blocked)"
-            ));
+            )));
         }
         if self.allowed.iter().any(|n| n.contains(&ip)) {
             return Ok(());
         }
         let loopback = ip.is_loopback() || ip.is_unspecified();
         if loopback && !self.allow_localhost {
-            return Err(format!(
+            return Err(SsrfRefusal(format!(
                 "{ip} is a loopback address (set SSRF_ALLOW_LOCALHOST=true to allow)"
-            ));
+            )));
         }
         let private = match ip {
             IpAddr::V4(v4) => v4.is_private(),
             IpAddr::V6(v6) => (v6.segments()[0] & 0xfe00) == 0xfc00,
         };
         if private && !self.allow_private {
-            return Err(format!(
+            return Err(SsrfRefusal(format!(
                 "{ip} is a private address (set SSRF_ALLOW_PRIVATE_NETWORKS=true or list it in SSRF_ALLOWED_NETWORKS)"
-            ));
+            )));
         }
         Ok(())
     }
 
     /// Checks a URL before a request: blocked host names and literal IPs.
     /// Names are checked again, as addresses, by [`GuardedResolver`].
-    pub fn check_url(&self, url: &str) -> Result<(), String> {
+    pub fn check_url(&self, url: &str) -> Result<(), SsrfRefusal> {
         if !self.enabled {
             return Ok(());
         }
-        let u = url::Url::parse(url).map_err(|e| format!("invalid URL: {e}"))?;
+        let u = url::Url::parse(url).map_err(|e| SsrfRefusal(format!("invalid URL: {e}")))?;
         match u.host() {
             Some(url::Host::Ipv4(ip)) => self.check_ip(IpAddr::V4(ip)),
             Some(url::Host::Ipv6(ip)) => self.check_ip(IpAddr::V6(ip)),
             Some(url::Host::Domain(d)) => {
                 let d = d.trim_end_matches('.').to_ascii_lowercase();
                 if BLOCKED_HOSTS.contains(&d.as_str()) {
-                    return Err(format!("{d} is a metadata host (always blocked)"));
+                    return Err(SsrfRefusal(format!(
+                        "{d} is a metadata host (always blocked)"
+                    )));
                 }
                 if d == "localhost" || d.ends_with(".localhost") {
                     return self.check_ip(IpAddr::from([127, 0, 0, 1]));
                 }
                 Ok(())
             }
-            None => Err("URL has no host".into()),
+            None => Err(SsrfRefusal("URL has no host".into())),
         }
     }
 }
@@ -117,12 +113,12 @@ impl Resolve for GuardedResolver {
             let addrs: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             if addrs.is_empty() {
-                return Err(format!("{host} does not resolve").into());
+                return Err(SsrfRefusal(format!("{host} does not resolve")).into());
             }
             for a in &addrs {
                 policy.check_ip(a.ip()).map_err(
                     |e| -> Box<dyn std::error::Error + Send + Sync> {
-                        format!("SSRF guard: {host} -> {e}").into()
+                        Box::new(SsrfRefusal(format!("SSRF guard: {host} -> {e}")))
                     },
                 )?;
             }
@@ -140,7 +136,7 @@ mod tests {
             enabled: true,
             allow_localhost: localhost,
             allow_private: private,
-            allowed: SsrfPolicy::parse_networks(
+            allowed: crate::util::parse_networks(
                 &allowed.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
             )
             .unwrap(),

@@ -78,7 +78,7 @@ pub async fn sse_open<H: McpHandler>(
     message_path: &str,
 ) -> Response {
     if let Err(m) = ep.guard.check(headers) {
-        return http_error(StatusCode::FORBIDDEN, m);
+        return http_error(StatusCode::FORBIDDEN, m.0);
     }
     if let Err(e) = ep
         .dispatcher
@@ -146,7 +146,7 @@ pub async fn sse_message<H: McpHandler>(
     body: Bytes,
 ) -> Response {
     if let Err(m) = ep.guard.check(headers) {
-        return http_error(StatusCode::FORBIDDEN, m);
+        return http_error(StatusCode::FORBIDDEN, m.0);
     }
     let Some(sid) = session_id else {
         return (

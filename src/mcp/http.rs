@@ -26,6 +26,11 @@ pub const VERSION_HEADER: &str = "mcp-protocol-version";
 /// JSON-RPC code for a header that contradicts the body (2026-07-28).
 pub const HEADER_MISMATCH: i64 = -32020;
 
+/// A request from a `Host` or `Origin` the endpoint does not serve.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ForeignOrigin(pub String);
+
 /// DNS-rebinding protection: which `Host` and `Origin` values are accepted.
 #[derive(Debug, Clone, Default)]
 pub struct OriginGuard {
@@ -68,7 +73,11 @@ impl OriginGuard {
         }
     }
 
-    pub fn check(&self, headers: &HeaderMap) -> Result<(), String> {
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), ForeignOrigin> {
+        self.check_names(headers).map_err(ForeignOrigin)
+    }
+
+    fn check_names(&self, headers: &HeaderMap) -> Result<(), String> {
         let host = headers
             .get(header::HOST)
             .and_then(|v| v.to_str().ok())
@@ -179,7 +188,7 @@ fn preflight<H: McpHandler>(
 ) -> Result<Option<Arc<Session>>, Response> {
     ep.guard
         .check(headers)
-        .map_err(|m| http_error(StatusCode::FORBIDDEN, m))?;
+        .map_err(|m| http_error(StatusCode::FORBIDDEN, m.0))?;
     if let Some(v) = header_str(headers, VERSION_HEADER)
         && !protocol::is_supported(v)
     {

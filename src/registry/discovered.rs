@@ -19,6 +19,14 @@ pub struct Discovered {
     pub prompts: Vec<Value>,
 }
 
+/// What asking an upstream gave: its offer, or why it could not be asked
+/// (recorded as the gateway's `last_error`).
+#[derive(Debug, Clone)]
+pub enum Discovery {
+    Offered(Discovered),
+    Unreachable { error: String },
+}
+
 /// A tool name as exposed under a gateway: characters outside the
 /// 2025-11-25 tool-name alphabet become `-`.
 pub fn sanitize(name: &str) -> String {

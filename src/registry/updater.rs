@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use super::Registry;
-use super::discovered::{Discovered, DiscoveryRows};
+use super::discovered::{Discovered, Discovery, DiscoveryRows};
 use super::input::AssociationInput;
 use super::model::{ApiToken, Gateway, Prompt, Resource, Server, Team, TeamMember, TeamRole, Tool};
 use crate::cluster::{Bus, Event};
@@ -245,16 +245,18 @@ impl Updater {
         &self,
         gw: &Gateway,
         create: bool,
-        discovered: Result<Discovered, String>,
+        discovery: Discovery,
         separator: &str,
     ) -> Result<bool, StoreError> {
         let mut w = self.begin(Change::Registry).await?;
         if !put(&mut w.tx, gw, !create).await? {
             return Ok(false);
         }
-        match discovered {
-            Ok(d) => write_discovery(&mut w.tx, gw, d, separator).await?,
-            Err(e) => mark_reachable(&mut w.tx, &gw.id, false, Some(e)).await?,
+        match discovery {
+            Discovery::Offered(d) => write_discovery(&mut w.tx, gw, d, separator).await?,
+            Discovery::Unreachable { error } => {
+                mark_reachable(&mut w.tx, &gw.id, false, Some(error)).await?
+            }
         }
         w.commit_if(true).await
     }

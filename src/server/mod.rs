@@ -1,7 +1,5 @@
 //! Wiring: open the store, migrate, load the registry, bind and serve.
 
-pub mod tasks;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,13 +19,13 @@ use crate::config::{Config, LiveConfig, ReloadReport};
 use crate::crypto::Sealer;
 use crate::federation::{Federation, discovery, health};
 use crate::gateway::GatewayService;
+pub use crate::lifecycle::{Phase, Readiness, Tasks};
 use crate::mcp::Dispatcher;
 use crate::mcp::http::{Endpoint, OriginGuard};
 use crate::mcp::session::Sessions;
 use crate::observability::Metrics;
 use crate::registry::{Registry, Updater};
 use crate::store::{Store, StoreError};
-pub use tasks::{Phase, Readiness, Tasks};
 
 /// How long background tasks get to stop at shutdown.
 const TASK_GRACE: Duration = Duration::from_secs(5);

@@ -106,6 +106,19 @@ pub fn config_for(db: &Db) -> Config {
     }
 }
 
+/// A gateway config for MCP tests: upstreams on loopback, short timeouts
+/// and retries.
+pub fn mcp_config(db: &Db) -> Config {
+    Config {
+        ssrf_allow_localhost: true,
+        tool_timeout: 10,
+        federation_timeout: 10,
+        retry_base_delay: 0.05,
+        retry_max_delay: 0.2,
+        ..config_for(db)
+    }
+}
+
 pub struct Gw {
     pub running: Running,
     pub base: String,
@@ -201,6 +214,32 @@ impl Gw {
     pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
         self.call(reqwest::Method::DELETE, path, Some(token), None)
             .await
+    }
+
+    /// One JSON-RPC request on `POST /rpc`; the answer must be HTTP 200.
+    pub async fn rpc(&self, token: &str, method: &str, params: Value) -> Value {
+        let (s, v) = self
+            .post(
+                "/rpc",
+                token,
+                serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v
+    }
+
+    /// Registers an upstream MCP server as a gateway (admin); returns it.
+    pub async fn register(&self, name: &str, url: &str, transport: &str) -> Value {
+        let (s, v) = self
+            .post(
+                "/v1/gateways",
+                &self.admin,
+                serde_json::json!({"name": name, "url": url, "transport": transport}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v
     }
 
     /// Creates a REST tool and returns its JSON.
