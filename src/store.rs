@@ -15,8 +15,6 @@ use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, Row};
 
 use crate::config::Config;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("duplicate: {0}")]
@@ -53,6 +51,15 @@ impl StoreError {
 }
 
 fn classify(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e
+        && db.message().contains("prepared statement")
+        && db.message().contains("already exists")
+    {
+        return StoreError::Unavailable(format!(
+            "{} (this looks like PgBouncer in transaction pooling mode: set DB_PREPARE_THRESHOLD=0)",
+            db.message()
+        ));
+    }
     match &e {
         sqlx::Error::Database(db) => match db.kind() {
             sqlx::error::ErrorKind::UniqueViolation => {
@@ -193,13 +200,17 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     queries: Arc<AtomicU64>,
+    /// Named, cached server-side statements (`DB_PREPARE_THRESHOLD` > 0).
+    /// Off, every statement is unnamed: what PgBouncer's transaction
+    /// pooling needs, where a client's next transaction may run on another
+    /// server connection.
+    persistent: bool,
 }
 
 /// Adds driver options to the configured URL: SQLite creates its file;
-/// PostgreSQL with `DB_PREPARE_THRESHOLD=0` uses unnamed statements only, as
-/// PgBouncer's transaction pooling requires.
+/// PostgreSQL with `DB_PREPARE_THRESHOLD=0` keeps no statement cache.
 fn connect_url(config: &Config) -> String {
-    let url = config.database_url.replace("postgresql://", "postgres://");
+    let url = crate::config::normalize_database_url(&config.database_url);
     let sep = if url.contains('?') { '&' } else { '?' };
     if url.starts_with("sqlite:") {
         if url.contains("mode=") {
@@ -215,6 +226,10 @@ fn connect_url(config: &Config) -> String {
 }
 
 impl Store {
+    fn query<'q>(&self, sql: impl sqlx::SqlSafeStr) -> Query<'q, Any, AnyArguments> {
+        sqlx::query(sql).persistent(self.persistent)
+    }
+
     pub async fn connect(config: &Config) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = if config.is_postgres() {
@@ -245,11 +260,21 @@ impl Store {
             })
             .connect(&connect_url(config))
             .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(|e| {
+                let m = e.to_string();
+                if m.contains("extra_float_digits") {
+                    StoreError::Unavailable(format!(
+                        "{m} (PgBouncer refuses a startup parameter the driver sends: add `ignore_startup_parameters = extra_float_digits` to pgbouncer.ini; the edoburu/pgbouncer image sets it by default)"
+                    ))
+                } else {
+                    StoreError::Unavailable(m)
+                }
+            })?;
         Ok(Store {
             pool,
             backend,
             queries: Arc::new(AtomicU64::new(0)),
+            persistent: backend == Backend::Sqlite || config.db_prepare_threshold > 0,
         })
     }
 
@@ -266,15 +291,34 @@ impl Store {
         self.queries.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Applies the migrations. Through PgBouncer (`DB_PREPARE_THRESHOLD=0`)
+    /// the session-level advisory lock sqlx takes cannot work (lock and
+    /// unlock may land on different server connections), so it is not
+    /// taken; replicas starting together may then race, and the loser
+    /// retries once the winner's migration is visible.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        self.count();
-        MIGRATOR.run(&self.pool).await?;
-        Ok(())
+        let mut migrator = sqlx::migrate!("./migrations");
+        if !self.persistent {
+            migrator.set_locking(false);
+        }
+        let mut attempt = 0;
+        loop {
+            self.count();
+            match migrator.run(&self.pool).await {
+                Ok(()) => return Ok(()),
+                Err(e) if !self.persistent && attempt < 3 => {
+                    attempt += 1;
+                    tracing::info!(error = %e, attempt, "migration raced another replica; retrying");
+                    tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.count();
-        sqlx::query("SELECT 1")
+        self.query("SELECT 1")
             .execute(&self.pool)
             .await
             .map_err(classify)?;
@@ -293,7 +337,8 @@ impl Store {
             R::TABLE,
             R::COLUMNS[0]
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        let rows = self
+            .query(AssertSqlSafe(sql))
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
@@ -309,7 +354,8 @@ impl Store {
     ) -> Result<Vec<(String, String)>, StoreError> {
         self.count();
         let sql = format!("SELECT {left}, {right} FROM {table} ORDER BY {left}, {right}");
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        let rows = self
+            .query(AssertSqlSafe(sql))
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
@@ -329,7 +375,7 @@ impl Store {
             R::COLUMNS.join(", "),
             R::TABLE
         );
-        let row = bind(sqlx::query(AssertSqlSafe(sql)), vec![value])
+        let row = bind(self.query(AssertSqlSafe(sql)), vec![value])
             .fetch_optional(&self.pool)
             .await
             .map_err(classify)?;
@@ -348,16 +394,31 @@ impl Store {
             R::TABLE,
             R::COLUMNS[0]
         );
-        let rows = bind(sqlx::query(AssertSqlSafe(sql)), vec![value])
+        let rows = bind(self.query(AssertSqlSafe(sql)), vec![value])
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
         rows.iter().map(R::from_row).collect()
     }
 
+    /// The first column of the first row, as an integer (`None`: no row).
+    pub async fn scalar_i64(
+        &self,
+        sql: &'static str,
+        vals: Vec<Val>,
+    ) -> Result<Option<i64>, StoreError> {
+        self.count();
+        let row = bind(self.query(sql), vals)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.map(|r| r.try_get::<i64, _>(0).map_err(classify))
+            .transpose()
+    }
+
     pub async fn exists(&self, sql: &'static str, vals: Vec<Val>) -> Result<bool, StoreError> {
         self.count();
-        let row = bind(sqlx::query(sql), vals)
+        let row = bind(self.query(sql), vals)
             .fetch_optional(&self.pool)
             .await
             .map_err(classify)?;
@@ -366,7 +427,8 @@ impl Store {
 
     pub async fn registry_version(&self) -> Result<i64, StoreError> {
         self.count();
-        let row = sqlx::query("SELECT version FROM registry_state WHERE id = 1")
+        let row = self
+            .query("SELECT version FROM registry_state WHERE id = 1")
             .fetch_one(&self.pool)
             .await
             .map_err(classify)?;
@@ -392,7 +454,7 @@ impl Tx<'_> {
     /// Runs one statement; returns the number of rows it changed.
     pub async fn run(&mut self, sql: String, vals: Vec<Val>) -> Result<u64, StoreError> {
         self.store.count();
-        let r = bind(sqlx::query(AssertSqlSafe(sql)), vals)
+        let r = bind(self.store.query(AssertSqlSafe(sql)), vals)
             .execute(&mut *self.tx)
             .await
             .map_err(classify)?;
@@ -406,7 +468,7 @@ impl Tx<'_> {
         vals: Vec<Val>,
     ) -> Result<Option<i64>, StoreError> {
         self.store.count();
-        let row = bind(sqlx::query(AssertSqlSafe(sql)), vals)
+        let row = bind(self.store.query(AssertSqlSafe(sql)), vals)
             .fetch_optional(&mut *self.tx)
             .await
             .map_err(classify)?;
@@ -428,7 +490,7 @@ impl Tx<'_> {
             R::TABLE,
             R::COLUMNS[0]
         );
-        let rows = bind(sqlx::query(AssertSqlSafe(sql)), vec![value])
+        let rows = bind(self.store.query(AssertSqlSafe(sql)), vec![value])
             .fetch_all(&mut *self.tx)
             .await
             .map_err(classify)?;

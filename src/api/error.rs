@@ -58,6 +58,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Conflict(m) => ApiError::Conflict(format!("already exists ({m})")),
             StoreError::Referenced(m) => ApiError::Conflict(format!("still referenced ({m})")),
+            f @ StoreError::Fenced(_) => ApiError::Conflict(f.to_string()),
             StoreError::Unavailable(m) => {
                 ApiError::Unavailable(format!("database unavailable: {m}"))
             }
@@ -92,6 +93,11 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // The database (or a dependency) is away: a client may retry.
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         resp
     }

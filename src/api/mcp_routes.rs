@@ -18,29 +18,34 @@ use super::AppState;
 use crate::access::Principal;
 use crate::mcp::{conn, http};
 
-type P = Extension<Arc<Principal>>;
+/// The caller, put in the request by the MCP authentication middleware.
+type Caller = Extension<Arc<Principal>>;
 
-async fn rpc(State(st): State<AppState>, Extension(p): P, body: Bytes) -> Response {
+async fn rpc(State(st): State<AppState>, Extension(p): Caller, body: Bytes) -> Response {
     http::rpc(&st.mcp, Some(p), body).await
 }
 
 async fn mcp_post(
     State(st): State<AppState>,
-    Extension(p): P,
+    Extension(p): Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     http::post(&st.mcp, Some(p), None, &headers, body).await
 }
-async fn mcp_get(State(st): State<AppState>, Extension(p): P, headers: HeaderMap) -> Response {
+async fn mcp_get(State(st): State<AppState>, Extension(p): Caller, headers: HeaderMap) -> Response {
     http::get(&st.mcp, Some(p), None, &headers).await
 }
-async fn mcp_delete(State(st): State<AppState>, Extension(p): P, headers: HeaderMap) -> Response {
+async fn mcp_delete(
+    State(st): State<AppState>,
+    Extension(p): Caller,
+    headers: HeaderMap,
+) -> Response {
     http::delete(&st.mcp, Some(p), None, &headers).await
 }
 async fn server_post(
     State(st): State<AppState>,
-    Extension(p): P,
+    Extension(p): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -49,7 +54,7 @@ async fn server_post(
 }
 async fn server_get(
     State(st): State<AppState>,
-    Extension(p): P,
+    Extension(p): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
@@ -57,19 +62,19 @@ async fn server_get(
 }
 async fn server_delete(
     State(st): State<AppState>,
-    Extension(p): P,
+    Extension(p): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
     http::delete(&st.mcp, Some(p), Some(id), &headers).await
 }
 
-async fn sse(State(st): State<AppState>, Extension(p): P, headers: HeaderMap) -> Response {
+async fn sse(State(st): State<AppState>, Extension(p): Caller, headers: HeaderMap) -> Response {
     conn::sse_open(st.mcp.clone(), Some(p), None, &headers, "/message").await
 }
 async fn server_sse(
     State(st): State<AppState>,
-    Extension(p): P,
+    Extension(p): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
@@ -84,7 +89,7 @@ struct SessionQuery {
 
 async fn message(
     State(st): State<AppState>,
-    Extension(p): P,
+    Extension(p): Caller,
     Query(q): Query<SessionQuery>,
     headers: HeaderMap,
     body: Bytes,
@@ -93,7 +98,7 @@ async fn message(
 }
 async fn server_message(
     State(st): State<AppState>,
-    Extension(p): P,
+    Extension(p): Caller,
     Path(_id): Path<String>,
     Query(q): Query<SessionQuery>,
     headers: HeaderMap,
@@ -128,7 +133,7 @@ fn upgrade(
 
 async fn ws(
     State(st): State<AppState>,
-    Extension(p): P,
+    Extension(p): Caller,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -136,7 +141,7 @@ async fn ws(
 }
 async fn server_ws(
     State(st): State<AppState>,
-    Extension(p): P,
+    Extension(p): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,

@@ -52,6 +52,7 @@ pub async fn prometheus(State(st): State<AppState>) -> Response {
     if !st.edge_zones.is_empty() {
         buf.extend_from_slice(st.edge_metrics.render(&st.edge_zones).as_bytes());
     }
+    buf.extend_from_slice(cluster_metrics(&st).as_bytes());
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -60,4 +61,57 @@ pub async fn prometheus(State(st): State<AppState>) -> Response {
         buf,
     )
         .into_response()
+}
+
+/// The replica's view of the cluster: whether it leads, what the bus
+/// carried, how far its snapshot is, and how many Redis commands it sent.
+fn cluster_metrics(st: &AppState) -> String {
+    use std::fmt::Write;
+    let transport = st.bus.transport();
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, kind: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    gauge(
+        "mcpgate_cluster_leader",
+        "1 while this replica holds the leader lease",
+        "gauge",
+        st.leadership.is_leader() as u64,
+    );
+    gauge(
+        "mcpgate_cluster_bus_connected",
+        "1 while cluster events reach other replicas (Redis pub/sub)",
+        "gauge",
+        transport.connected() as u64,
+    );
+    gauge(
+        "mcpgate_cluster_bus_published_total",
+        "Cluster events published by this replica",
+        "counter",
+        st.bus.published(),
+    );
+    gauge(
+        "mcpgate_cluster_bus_received_total",
+        "Cluster events received from other replicas",
+        "counter",
+        st.bus.received(),
+    );
+    gauge(
+        "mcpgate_registry_version",
+        "Registry version of the snapshot being served",
+        "gauge",
+        u64::try_from(st.registry.version()).unwrap_or(0),
+    );
+    if let Some(r) = &st.redis {
+        gauge(
+            "mcpgate_redis_commands_total",
+            "Redis commands sent by this process",
+            "counter",
+            r.commands_sent(),
+        );
+    }
+    out
 }

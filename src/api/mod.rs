@@ -61,6 +61,8 @@ pub struct AppInner {
     pub readiness: Arc<Readiness>,
     pub bus: Arc<Bus>,
     pub leadership: Arc<Leadership>,
+    /// The process's Redis (`CACHE_TYPE=redis`).
+    pub redis: Option<Arc<crate::cluster::redis::Redis>>,
     pub auth: Arc<Auth>,
     pub sealer: Arc<Sealer>,
     pub metrics: Arc<Metrics>,

@@ -8,7 +8,9 @@
 //! replicas is queued and sent in the background.
 
 pub mod bus;
+pub mod db_lease;
 pub mod lease;
+pub mod redis;
 
 pub use bus::{Bus, BusTransport, Origin, Subscriber};
 pub use lease::{AlwaysLeader, Leadership, Lease, LeaseError};

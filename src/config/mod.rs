@@ -44,6 +44,34 @@ impl ConfigError {
     }
 }
 
+/// The reference's URL spellings (`postgresql+psycopg://`,
+/// `postgresql+asyncpg://`, `sqlite:///./file.db`) in the driver's form.
+pub fn normalize_database_url(url: &str) -> String {
+    let url = url.trim();
+    for scheme in [
+        "postgresql+psycopg://",
+        "postgresql+psycopg2://",
+        "postgresql+asyncpg://",
+        "postgres+psycopg://",
+    ] {
+        if let Some(rest) = url.strip_prefix(scheme) {
+            return format!("postgres://{rest}");
+        }
+    }
+    if let Some(rest) = url.strip_prefix("postgresql://") {
+        return format!("postgres://{rest}");
+    }
+    // The reference's `sqlite:///./mcp.db` (relative) and `sqlite:////abs`
+    // (absolute); `sqlite:///abs` already means an absolute path here.
+    if let Some(rest) = url.strip_prefix("sqlite:///./") {
+        return format!("sqlite://./{rest}");
+    }
+    if let Some(rest) = url.strip_prefix("sqlite:////") {
+        return format!("sqlite:///{rest}");
+    }
+    url.to_owned()
+}
+
 pub(crate) fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.to_owned(),
@@ -370,7 +398,7 @@ impl Config {
     }
 
     pub fn is_postgres(&self) -> bool {
-        !self.database_url.starts_with("sqlite:")
+        !normalize_database_url(&self.database_url).starts_with("sqlite:")
     }
 
     /// Whether replicas share state through Redis (`CACHE_TYPE=redis`).
@@ -381,7 +409,8 @@ impl Config {
     /// Directory where generated secrets are kept: beside the SQLite file, or
     /// the working directory for PostgreSQL.
     pub fn state_dir(&self) -> PathBuf {
-        if let Some(rest) = self.database_url.strip_prefix("sqlite:") {
+        let url = normalize_database_url(&self.database_url);
+        if let Some(rest) = url.strip_prefix("sqlite:") {
             let file = rest.trim_start_matches("//");
             let file = file.split('?').next().unwrap_or(file);
             if let Some(parent) = Path::new(file).parent()
@@ -562,6 +591,30 @@ mod tests {
         assert!(!y.contains("topsecretvalue"));
         assert!(!y.contains(":pw@"));
         assert!(y.contains("********"));
+    }
+
+    #[test]
+    fn the_references_database_urls_are_accepted() {
+        assert_eq!(
+            normalize_database_url("postgresql+psycopg://u:p@pgbouncer:6432/mcp"),
+            "postgres://u:p@pgbouncer:6432/mcp"
+        );
+        assert_eq!(
+            normalize_database_url("postgresql+asyncpg://h/db"),
+            "postgres://h/db"
+        );
+        assert_eq!(
+            normalize_database_url("sqlite:///./mcp.db"),
+            "sqlite://./mcp.db"
+        );
+        assert_eq!(
+            normalize_database_url("sqlite:////var/m.db"),
+            "sqlite:///var/m.db"
+        );
+        let c = load(None, &[("DATABASE_URL", "postgresql+psycopg://u@h/db")]).unwrap();
+        assert!(c.is_postgres());
+        let c = load(None, &[("DATABASE_URL", "sqlite:///./data/m.db")]).unwrap();
+        assert_eq!(c.state_dir(), PathBuf::from("./data"));
     }
 
     #[test]

@@ -41,13 +41,12 @@ fn listeners(c: &Config, out: &mut Vec<ConfigError>) {
 }
 
 fn store(c: &Config, out: &mut Vec<ConfigError>) {
+    let url = super::normalize_database_url(&c.database_url);
     check(
         out,
-        c.database_url.starts_with("sqlite:")
-            || c.database_url.starts_with("postgres://")
-            || c.database_url.starts_with("postgresql://"),
+        url.starts_with("sqlite:") || url.starts_with("postgres://"),
         "database_url",
-        "must start with sqlite:, postgres:// or postgresql://",
+        "must start with sqlite:, postgres:// or postgresql:// (postgresql+psycopg:// and postgresql+asyncpg:// are accepted)",
     );
     check(
         out,

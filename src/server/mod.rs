@@ -14,7 +14,11 @@ use mcpgate_proxy::{EdgeConfig, EdgeHandle, EdgeProxy, Generations};
 
 use crate::api::{AppInner, AppState, router};
 use crate::auth::{Auth, Secrets, SetupError, resolve_secrets};
-use crate::cluster::{AlwaysLeader, Bus, Leadership, new_replica_id};
+use crate::cluster::db_lease::{DbLease, fence};
+use crate::cluster::redis::{
+    Redis, RedisError, RedisLease, RedisSettings, RedisTransport, Subscriptions,
+};
+use crate::cluster::{Bus, Leadership, Lease, new_replica_id};
 use crate::config::{Config, LiveConfig, ReloadReport};
 use crate::crypto::Sealer;
 use crate::federation::{Federation, discovery, health};
@@ -36,6 +40,8 @@ pub enum StartError {
     Setup(#[from] SetupError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Redis(#[from] RedisError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -139,10 +145,25 @@ fn bind_reuseport(addr: &str, count: usize) -> std::io::Result<Vec<std::net::Tcp
     Ok(out)
 }
 
+/// Connects and migrates, retrying an unreachable database
+/// `DB_MAX_RETRIES` times `DB_RETRY_INTERVAL_MS` apart (a pod may start
+/// before its database).
 pub async fn open_store(config: &Config) -> Result<Store, StoreError> {
-    let store = Store::connect(config).await?;
-    store.migrate().await?;
-    Ok(store)
+    let mut attempt = 0;
+    loop {
+        match Store::connect(config).await {
+            Ok(store) => {
+                store.migrate().await?;
+                return Ok(store);
+            }
+            Err(StoreError::Unavailable(m)) if attempt < config.db_max_retries => {
+                attempt += 1;
+                tracing::warn!(error = %m, attempt, "database unreachable; retrying");
+                tokio::time::sleep(Duration::from_millis(config.db_retry_interval_ms)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Starts the application on `HOST:PORT` (port 0 picks a free one).
@@ -157,10 +178,39 @@ pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartE
     let readiness = Arc::new(Readiness::default());
     let store = open_store(&config).await?;
     let registry = Registry::load(store.clone()).await?;
-    let bus = Bus::new(new_replica_id());
+    let replica = new_replica_id();
+    let bus = Bus::new(replica.clone());
+    let redis = RedisSettings::from_config(&config)
+        .map(Redis::open)
+        .transpose()?;
+    let lease_ttl = Duration::from_secs(config.redis_leader_ttl);
+    // With Redis the lease lives there; without, in the database the
+    // replicas share (a lone instance simply always gets it).
+    let lease: Arc<dyn Lease> = match &redis {
+        Some(r) => {
+            let store = store.clone();
+            let floor = Arc::new(move || {
+                let store = store.clone();
+                Box::pin(async move {
+                    fence(&store)
+                        .await
+                        .ok()
+                        .and_then(|t| u64::try_from(t).ok())
+                        .unwrap_or(0)
+                }) as crate::cluster::bus::BoxFuture<'static, u64>
+            });
+            Arc::new(RedisLease::new(
+                r.clone(),
+                replica.clone(),
+                lease_ttl,
+                floor,
+            ))
+        }
+        None => Arc::new(DbLease::new(store.clone(), replica.clone(), lease_ttl)),
+    };
     let leadership = Leadership::new(
-        Arc::new(AlwaysLeader),
-        Duration::from_secs(config.redis_leader_ttl),
+        lease,
+        lease_ttl,
         Duration::from_secs(config.redis_leader_heartbeat_interval),
     );
     let auth = Arc::new(Auth::new(&config, &secrets, registry.clone())?);
@@ -202,6 +252,30 @@ pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartE
         zones: edge_zones.clone(),
     }));
     let mut tasks = Tasks::default();
+    if let Some(r) = &redis {
+        let subscriptions = Subscriptions::new(r.clone());
+        let catch_up = {
+            let (registry, bus) = (registry.clone(), bus.clone());
+            Arc::new(move || {
+                let (registry, bus) = (registry.clone(), bus.clone());
+                Box::pin(async move {
+                    if let Err(e) = registry.catch_up(&bus).await {
+                        tracing::warn!(error = %e, "cannot compare the registry version after reconnecting");
+                    }
+                }) as crate::cluster::bus::BoxFuture<'static, ()>
+            })
+        };
+        let (transport, publisher) =
+            RedisTransport::new(r.clone(), subscriptions.clone(), bus.clone(), catch_up);
+        bus.set_transport(transport);
+        tasks.spawn("bus-publisher", move |stop| async move {
+            tokio::select! {
+                _ = publisher => {}
+                _ = stop.cancelled() => {}
+            }
+        });
+        tasks.spawn("redis-subscriptions", move |stop| subscriptions.run(stop));
+    }
     // The first heartbeat before serving: a lone instance leads at once.
     leadership.beat().await;
     tasks.spawn("leader-lease", {
@@ -238,6 +312,7 @@ pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartE
         updater,
         readiness: readiness.clone(),
         auth,
+        redis: redis.clone(),
         bus: bus.clone(),
         leadership: leadership.clone(),
         metrics: Arc::new(Metrics::new()),
