@@ -226,7 +226,7 @@ fn connect_url(config: &Config) -> String {
 }
 
 impl Store {
-    fn query<'q>(&self, sql: impl sqlx::SqlSafeStr) -> Query<'q, Any, AnyArguments> {
+    fn query(&self, sql: impl sqlx::SqlSafeStr) -> Query<'static, Any, AnyArguments> {
         sqlx::query(sql).persistent(self.persistent)
     }
 
@@ -278,6 +278,66 @@ impl Store {
         })
     }
 
+    /// Runs one statement on the pool. Through PgBouncer (unnamed
+    /// statements) it runs in a transaction of its own: sqlx prepares and
+    /// executes in two round trips, and outside a transaction PgBouncer may
+    /// send them to different server connections.
+    async fn pinned<'q, T, F>(
+        &self,
+        q: Query<'q, Any, AnyArguments>,
+        run: F,
+    ) -> Result<T, sqlx::Error>
+    where
+        F: for<'c> FnOnce(
+            Query<'q, Any, AnyArguments>,
+            &'c mut sqlx::AnyConnection,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<T, sqlx::Error>> + Send + 'c>,
+        >,
+        'q: 'static,
+    {
+        let mut tx = self.pool.begin().await?;
+        let r = run(q, &mut tx).await;
+        if r.is_ok() {
+            tx.commit().await?;
+        }
+        r
+    }
+
+    async fn rows(&self, q: Query<'static, Any, AnyArguments>) -> Result<Vec<AnyRow>, sqlx::Error> {
+        if self.persistent {
+            return q.fetch_all(&self.pool).await;
+        }
+        self.pinned(q, |q, c| Box::pin(q.fetch_all(c))).await
+    }
+
+    async fn row(
+        &self,
+        q: Query<'static, Any, AnyArguments>,
+    ) -> Result<Option<AnyRow>, sqlx::Error> {
+        if self.persistent {
+            return q.fetch_optional(&self.pool).await;
+        }
+        self.pinned(q, |q, c| Box::pin(q.fetch_optional(c))).await
+    }
+
+    async fn one(&self, q: Query<'static, Any, AnyArguments>) -> Result<AnyRow, sqlx::Error> {
+        if self.persistent {
+            return q.fetch_one(&self.pool).await;
+        }
+        self.pinned(q, |q, c| Box::pin(q.fetch_one(c))).await
+    }
+
+    async fn exec(
+        &self,
+        q: Query<'static, Any, AnyArguments>,
+    ) -> Result<sqlx::any::AnyQueryResult, sqlx::Error> {
+        if self.persistent {
+            return q.execute(&self.pool).await;
+        }
+        self.pinned(q, |q, c| Box::pin(q.execute(c))).await
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }
@@ -297,31 +357,88 @@ impl Store {
     /// taken; replicas starting together may then race, and the loser
     /// retries once the winner's migration is visible.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let mut migrator = sqlx::migrate!("./migrations");
-        if !self.persistent {
-            migrator.set_locking(false);
+        let migrator = sqlx::migrate!("./migrations");
+        self.count();
+        if self.backend == Backend::Postgres && !self.persistent {
+            return self.migrate_in_one_transaction(&migrator).await;
         }
-        let mut attempt = 0;
-        loop {
-            self.count();
-            match migrator.run(&self.pool).await {
-                Ok(()) => return Ok(()),
-                Err(e) if !self.persistent && attempt < 3 => {
-                    attempt += 1;
-                    tracing::info!(error = %e, attempt, "migration raced another replica; retrying");
-                    tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// sqlx's migrator as PgBouncer's transaction pooling allows it: the
+    /// whole check-and-apply in one transaction (one server connection),
+    /// serialized between replicas by a transaction-scoped advisory lock,
+    /// with unnamed statements and the simple protocol. It keeps sqlx's
+    /// bookkeeping table, so either way of migrating sees the other's work.
+    async fn migrate_in_one_transaction(
+        &self,
+        migrator: &sqlx::migrate::Migrator,
+    ) -> Result<(), StoreError> {
+        use sqlx::migrate::MigrateError;
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let raw = |sql: &'static str| sqlx::raw_sql(sql);
+        raw("SELECT pg_advisory_xact_lock(7343823640283141)")
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        raw("CREATE TABLE IF NOT EXISTS _sqlx_migrations (\
+               version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+               installed_on TIMESTAMPTZ NOT NULL DEFAULT now(), success BOOLEAN NOT NULL, \
+               checksum BYTEA NOT NULL, execution_time BIGINT NOT NULL)")
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let rows = self
+            .query("SELECT version, encode(checksum, 'hex') AS checksum, CASE WHEN success THEN 1 ELSE 0 END AS ok FROM _sqlx_migrations")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let mut applied = std::collections::HashMap::new();
+        for r in &rows {
+            let version: i64 = col(r, "_sqlx_migrations", "version")?;
+            let checksum: String = col(r, "_sqlx_migrations", "checksum")?;
+            let ok: i64 = col(r, "_sqlx_migrations", "ok")?;
+            applied.insert(version, (checksum, ok == 1));
+        }
+        for m in migrator
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+        {
+            let hex: String = m.checksum.iter().map(|b| format!("{b:02x}")).collect();
+            match applied.get(&m.version) {
+                Some((_, false)) => return Err(MigrateError::Dirty(m.version).into()),
+                Some((sum, true)) if *sum != hex => {
+                    return Err(MigrateError::VersionMismatch(m.version).into());
                 }
-                Err(e) => return Err(e.into()),
+                Some(_) => continue,
+                None => {}
             }
+            let started = std::time::Instant::now();
+            sqlx::raw_sql(AssertSqlSafe(m.sql.as_str().to_owned()))
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            bind(
+                self.query("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES ($1, $2, TRUE, decode($3, 'hex'), $4)"),
+                vec![
+                    Val::from(m.version),
+                    Val::from(m.description.as_ref()),
+                    Val::from(hex),
+                    Val::from(started.elapsed().as_nanos() as i64),
+                ],
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+            tracing::info!(version = m.version, description = %m.description, "migration applied");
         }
+        tx.commit().await.map_err(classify)
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.count();
-        self.query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
+        self.exec(self.query("SELECT 1")).await.map_err(classify)?;
         Ok(())
     }
 
@@ -338,8 +455,7 @@ impl Store {
             R::COLUMNS[0]
         );
         let rows = self
-            .query(AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
+            .rows(self.query(AssertSqlSafe(sql)))
             .await
             .map_err(classify)?;
         rows.iter().map(R::from_row).collect()
@@ -355,8 +471,7 @@ impl Store {
         self.count();
         let sql = format!("SELECT {left}, {right} FROM {table} ORDER BY {left}, {right}");
         let rows = self
-            .query(AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
+            .rows(self.query(AssertSqlSafe(sql)))
             .await
             .map_err(classify)?;
         rows.iter()
@@ -375,8 +490,8 @@ impl Store {
             R::COLUMNS.join(", "),
             R::TABLE
         );
-        let row = bind(self.query(AssertSqlSafe(sql)), vec![value])
-            .fetch_optional(&self.pool)
+        let row = self
+            .row(bind(self.query(AssertSqlSafe(sql)), vec![value]))
             .await
             .map_err(classify)?;
         row.as_ref().map(R::from_row).transpose()
@@ -394,8 +509,8 @@ impl Store {
             R::TABLE,
             R::COLUMNS[0]
         );
-        let rows = bind(self.query(AssertSqlSafe(sql)), vec![value])
-            .fetch_all(&self.pool)
+        let rows = self
+            .rows(bind(self.query(AssertSqlSafe(sql)), vec![value]))
             .await
             .map_err(classify)?;
         rows.iter().map(R::from_row).collect()
@@ -408,8 +523,8 @@ impl Store {
         vals: Vec<Val>,
     ) -> Result<Option<i64>, StoreError> {
         self.count();
-        let row = bind(self.query(sql), vals)
-            .fetch_optional(&self.pool)
+        let row = self
+            .row(bind(self.query(sql), vals))
             .await
             .map_err(classify)?;
         row.map(|r| r.try_get::<i64, _>(0).map_err(classify))
@@ -418,8 +533,8 @@ impl Store {
 
     pub async fn exists(&self, sql: &'static str, vals: Vec<Val>) -> Result<bool, StoreError> {
         self.count();
-        let row = bind(self.query(sql), vals)
-            .fetch_optional(&self.pool)
+        let row = self
+            .row(bind(self.query(sql), vals))
             .await
             .map_err(classify)?;
         Ok(row.is_some())
@@ -428,11 +543,24 @@ impl Store {
     pub async fn registry_version(&self) -> Result<i64, StoreError> {
         self.count();
         let row = self
-            .query("SELECT version FROM registry_state WHERE id = 1")
-            .fetch_one(&self.pool)
+            .one(self.query("SELECT version FROM registry_state WHERE id = 1"))
             .await
             .map_err(classify)?;
         col(&row, "registry_state", "version")
+    }
+
+    /// A read-only transaction that sees one state of the database (the
+    /// snapshot is built in one, so it never mixes two writes' halves).
+    pub async fn begin_read(&self) -> Result<Tx<'_>, StoreError> {
+        let mut tx = self.begin().await?;
+        if self.backend == Backend::Postgres {
+            tx.run(
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY".to_owned(),
+                vec![],
+            )
+            .await?;
+        }
+        Ok(tx)
     }
 
     pub async fn begin(&self) -> Result<Tx<'_>, StoreError> {
@@ -495,6 +623,55 @@ impl Tx<'_> {
             .await
             .map_err(classify)?;
         rows.iter().map(R::from_row).collect()
+    }
+
+    /// Every row of `R`'s table.
+    pub async fn load_all<R: Record>(&mut self) -> Result<Vec<R>, StoreError> {
+        self.store.count();
+        let sql = format!(
+            "SELECT {} FROM {} ORDER BY {}",
+            R::COLUMNS.join(", "),
+            R::TABLE,
+            R::COLUMNS[0]
+        );
+        let rows = self
+            .store
+            .query(AssertSqlSafe(sql))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(classify)?;
+        rows.iter().map(R::from_row).collect()
+    }
+
+    /// Rows of a two-column association table, as (left, right) pairs.
+    pub async fn load_pairs(
+        &mut self,
+        table: &'static str,
+        left: &'static str,
+        right: &'static str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        self.store.count();
+        let sql = format!("SELECT {left}, {right} FROM {table} ORDER BY {left}, {right}");
+        let rows = self
+            .store
+            .query(AssertSqlSafe(sql))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|r| Ok((col(r, table, left)?, col(r, table, right)?)))
+            .collect()
+    }
+
+    pub async fn registry_version(&mut self) -> Result<i64, StoreError> {
+        self.store.count();
+        let row = self
+            .store
+            .query("SELECT version FROM registry_state WHERE id = 1")
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(classify)?;
+        col(&row, "registry_state", "version")
     }
 
     pub async fn commit(self) -> Result<(), StoreError> {

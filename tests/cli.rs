@@ -285,15 +285,21 @@ fn serve_on_postgresql() {
         })
     };
     psql(&format!("CREATE DATABASE {name}"));
-    let mut url = url::Url::parse(&admin).unwrap();
+    // Through PgBouncer when the suite runs in that mode.
+    let bouncer = std::env::var("MCPGATE_TEST_PGBOUNCER_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let mut url = url::Url::parse(bouncer.as_deref().unwrap_or(&admin)).unwrap();
     url.set_path(&format!("/{name}"));
     let url = url.to_string().replacen("postgres://", "postgresql://", 1);
+    let prepare_threshold = if bouncer.is_some() { "0" } else { "5" };
     let dir = tempfile::tempdir().unwrap();
     {
         let mut cmd = mcpgate(dir.path());
         cmd.arg("serve")
             .env("PORT", "0")
             .env("DATABASE_URL", &url)
+            .env("DB_PREPARE_THRESHOLD", prepare_threshold)
             .env("LOG_LEVEL", "warn")
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();

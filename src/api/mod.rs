@@ -204,6 +204,15 @@ async fn linger(body: axum::body::Body) {
     .await;
 }
 
+fn panic_answer(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("panic");
+    ApiError::Internal(format!("handler panicked: {detail}")).into_response()
+}
+
 async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".into())
 }
@@ -230,6 +239,11 @@ pub fn router(state: AppState) -> axum::Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
+        ))
+        // A bug in a handler (or a driver) answers 500 instead of dropping
+        // the connection with the request in flight.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_answer,
         ))
         .layer(DefaultBodyLimit::disable())
         .with_state(state)

@@ -221,12 +221,14 @@ impl Subscriptions {
         let (mut sink, mut stream) = pubsub.split();
         let channels: Vec<String> = self.handlers.lock().keys().cloned().collect();
         self.redis.timed(sink.subscribe(channels)).await?;
-        self.connected.store(true, Ordering::Relaxed);
-        tracing::info!("Redis subscription established");
+        // Catch up before saying so: what was missed while disconnected is
+        // read from the database; what arrives meanwhile waits in the stream.
         let hooks: Vec<OnConnect> = self.on_connect.lock().clone();
         for h in hooks {
             h().await;
         }
+        self.connected.store(true, Ordering::Relaxed);
+        tracing::info!("Redis subscription established");
         let mut health = tokio::time::interval(s.health_check_interval);
         health.tick().await;
         loop {

@@ -129,27 +129,28 @@ impl Subscriber for Registry {
 }
 
 async fn build(store: &Store) -> Result<Snapshot, StoreError> {
-    // Read the version first: a write that lands during the build is then
-    // picked up by the next reload rather than missed.
-    let version = store.registry_version().await?;
-    Ok(Snapshot::build(snapshot::Parts {
-        version,
-        tools: store.load_all().await?,
-        gateways: store.load_all().await?,
-        resources: store.load_all().await?,
-        prompts: store.load_all().await?,
-        servers: store.load_all().await?,
-        server_tools: store
+    // One read transaction: the version and every table as of one moment.
+    let mut tx = store.begin_read().await?;
+    let snapshot = Snapshot::build(snapshot::Parts {
+        version: tx.registry_version().await?,
+        tools: tx.load_all().await?,
+        gateways: tx.load_all().await?,
+        resources: tx.load_all().await?,
+        prompts: tx.load_all().await?,
+        servers: tx.load_all().await?,
+        server_tools: tx
             .load_pairs("server_tool_association", "server_id", "tool_id")
             .await?,
-        server_resources: store
+        server_resources: tx
             .load_pairs("server_resource_association", "server_id", "resource_id")
             .await?,
-        server_prompts: store
+        server_prompts: tx
             .load_pairs("server_prompt_association", "server_id", "prompt_id")
             .await?,
-        teams: store.load_all().await?,
-        members: store.load_all().await?,
-        users: store.load_all().await?,
-    }))
+        teams: tx.load_all().await?,
+        members: tx.load_all().await?,
+        users: tx.load_all().await?,
+    });
+    tx.commit().await?;
+    Ok(snapshot)
 }

@@ -10,6 +10,9 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 pub const PG_ENV: &str = "MCPGATE_TEST_DATABASE_URL";
+/// When set (to a PgBouncer in transaction pooling mode in front of the
+/// same server), every PostgreSQL test connects through it.
+pub const PGBOUNCER_ENV: &str = "MCPGATE_TEST_PGBOUNCER_URL";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -41,6 +44,8 @@ pub struct Db {
     pub url: String,
     pub dir: tempfile::TempDir,
     pg: Option<(String, String)>,
+    /// Connected through PgBouncer's transaction pooling.
+    pub via_pgbouncer: bool,
 }
 
 impl Db {
@@ -51,6 +56,7 @@ impl Db {
                 url: format!("sqlite://{}/mcpgate.db", dir.path().display()),
                 dir,
                 pg: None,
+                via_pgbouncer: false,
             },
             Backend::Postgres => {
                 let admin = std::env::var(PG_ENV).unwrap_or_else(|_| {
@@ -58,12 +64,15 @@ impl Db {
                 });
                 let name = format!("mcpgate_t_{}", uuid::Uuid::new_v4().simple());
                 exec_pg(&admin, &format!("CREATE DATABASE {name}")).await;
-                let mut u = url::Url::parse(&admin).expect("valid PostgreSQL URL");
+                let bouncer = std::env::var(PGBOUNCER_ENV).ok().filter(|u| !u.is_empty());
+                let mut u = url::Url::parse(bouncer.as_deref().unwrap_or(&admin))
+                    .expect("valid PostgreSQL URL");
                 u.set_path(&format!("/{name}"));
                 Db {
                     url: u.to_string(),
                     dir,
                     pg: Some((admin, name)),
+                    via_pgbouncer: bouncer.is_some(),
                 }
             }
         }
@@ -102,6 +111,12 @@ pub fn config_for(db: &Db) -> Config {
         registry_sync_interval: 0,
         edge_enabled: false,
         edge_port: 0,
+        // One instance leads anyway: no lease heartbeat among the statements
+        // the tests count.
+        redis_leader_ttl: 3600,
+        redis_leader_heartbeat_interval: 1800,
+        // What PgBouncer's transaction pooling needs (README, "PgBouncer").
+        db_prepare_threshold: if db.via_pgbouncer { 0 } else { 5 },
         ..Config::default()
     }
 }
