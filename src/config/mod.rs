@@ -193,7 +193,7 @@ impl Default for Config {
             port: 4444,
             environment: "development".into(),
             database_url: "sqlite://mcpgate.db".into(),
-            db_pool_size: 200,
+            db_pool_size: 20,
             db_max_overflow: 10,
             db_pool_timeout: 30,
             db_pool_recycle: 3600,
