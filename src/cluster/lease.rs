@@ -121,6 +121,8 @@ impl Leadership {
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         let mut tick = tokio::time::interval(self.heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first beat is the caller's (before serving).
+        tick.tick().await;
         loop {
             tokio::select! {
                 _ = tick.tick() => self.beat().await,

@@ -103,11 +103,11 @@ pub async fn sse_open<H: McpHandler>(
     }
     let endpoint = format!(
         "event: endpoint\ndata: {message_path}?session_id={}\n\n",
-        session.id
+        session.sid
     );
     let guard = SessionGuard {
         ep: ep.clone(),
-        id: session.id.clone(),
+        id: session.sid.clone(),
     };
     let keepalive = ep.keepalive;
     let closed = session.closed.clone();

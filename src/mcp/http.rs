@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use super::dispatch::{Ctx, Dispatcher, McpHandler};
 use super::jsonrpc::{self, Message, RpcError};
 use super::protocol;
-use super::session::{Outbound, Peer, Session, Sessions};
+use super::session::{Outbound, Peer, Session, SessionRefused, Sessions};
 use crate::access::Principal;
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
@@ -177,15 +177,15 @@ pub async fn rpc<H: McpHandler>(
     }
 }
 
-/// Common checks of every Streamable HTTP request; returns the session the
-/// request names, if any. The error is the finished response.
+/// Common checks of every Streamable HTTP request (Origin/Host, protocol
+/// version, scope). The error is the finished response.
 #[allow(clippy::result_large_err)]
 fn preflight<H: McpHandler>(
     ep: &Endpoint<H>,
     principal: Option<&Principal>,
     server_id: Option<&str>,
     headers: &HeaderMap,
-) -> Result<Option<Arc<Session>>, Response> {
+) -> Result<(), Response> {
     ep.guard
         .check(headers)
         .map_err(|m| http_error(StatusCode::FORBIDDEN, m.0))?;
@@ -201,21 +201,42 @@ fn preflight<H: McpHandler>(
         .handler
         .check_scope(principal, server_id)
         .map_err(|e| rpc_error(StatusCode::NOT_FOUND, Value::Null, e))?;
-    let Some(sid) = header_str(headers, SESSION_HEADER) else {
+    Ok(())
+}
+
+/// The session the request names, if any: held here, or opened from its
+/// sealed id (issued by any replica). `id` is the request's, for the error.
+async fn named_session<H: McpHandler>(
+    ep: &Endpoint<H>,
+    principal: Option<&Principal>,
+    server_id: Option<&str>,
+    headers: &HeaderMap,
+    id: &Value,
+) -> Result<Option<Arc<Session>>, Response> {
+    let Some(public_id) = header_str(headers, SESSION_HEADER) else {
         return Ok(None);
     };
-    let session = ep
+    match ep
         .sessions
-        .get(sid)
-        .filter(|s| s.owner == owner_of(principal) && s.server_id.as_deref() == server_id)
-        .ok_or_else(|| {
-            rpc_error(
-                StatusCode::NOT_FOUND,
-                Value::Null,
-                RpcError::not_found("Session not found"),
-            )
-        })?;
-    Ok(Some(session))
+        .open(public_id, &owner_of(principal), server_id)
+        .await
+    {
+        Ok(s) => Ok(Some(s)),
+        Err(SessionRefused::Malformed) => Err(rpc_error(
+            StatusCode::BAD_REQUEST,
+            id.clone(),
+            RpcError::invalid_request("malformed Mcp-Session-Id"),
+        )),
+        Err(SessionRefused::Full) => Err(http_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many open MCP sessions on this replica",
+        )),
+        Err(SessionRefused::NotFound) => Err(rpc_error(
+            StatusCode::NOT_FOUND,
+            id.clone(),
+            RpcError::not_found("Session not found"),
+        )),
+    }
 }
 
 /// Checks of the stateless revision: headers must agree with the body.
@@ -275,10 +296,9 @@ pub async fn post<H: McpHandler>(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response {
-    let session = match preflight(ep, principal.as_deref(), server_id.as_deref(), headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    if let Err(r) = preflight(ep, principal.as_deref(), server_id.as_deref(), headers) {
+        return r;
+    }
     if let Some(ct) = header_str(headers, "content-type")
         && !ct.to_ascii_lowercase().starts_with("application/json")
     {
@@ -309,22 +329,37 @@ pub async fn post<H: McpHandler>(
         return rpc_error(StatusCode::BAD_REQUEST, id, e);
     }
     let is_initialize = msg.method() == Some("initialize");
-    let (session, new_session) = match (is_initialize && ep.stateful && !stateless, session) {
-        (true, _) => {
-            let s = Session::new(
-                owner_of(principal.as_deref()),
-                server_id.clone(),
-                protocol::LATEST,
-            );
-            if !ep.sessions.insert(s.clone()) {
+    let request_id = match &msg {
+        Message::Request { id, .. } => id.clone(),
+        _ => Value::Null,
+    };
+    let (session, new_session) = if is_initialize && ep.stateful && !stateless {
+        match ep.sessions.create(
+            owner_of(principal.as_deref()),
+            server_id.clone(),
+            protocol::LATEST,
+        ) {
+            Some(s) => (Some(s), true),
+            None => {
                 return http_error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "too many open MCP sessions",
                 );
             }
-            (Some(s), true)
         }
-        (false, s) => (s, false),
+    } else {
+        match named_session(
+            ep,
+            principal.as_deref(),
+            server_id.as_deref(),
+            headers,
+            &request_id,
+        )
+        .await
+        {
+            Ok(s) => (s, false),
+            Err(r) => return r,
+        }
     };
     if let Message::Request { .. } = msg {
     } else {
@@ -378,9 +413,11 @@ pub async fn post<H: McpHandler>(
         sse_response(session.clone(), first, rx, ep.keepalive)
     };
     if new_session && let Some(s) = &session {
+        // Sealed now that initialize has set the client's capabilities.
+        let id = ep.sessions.register_sealed(s);
         resp.headers_mut().insert(
             SESSION_HEADER,
-            HeaderValue::from_str(&s.id).expect("hex session id"),
+            HeaderValue::from_str(&id).expect("sealed ids are visible ASCII"),
         );
     }
     resp
@@ -432,7 +469,9 @@ fn sse_response(
     rx: mpsc::UnboundedReceiver<Outbound>,
     keepalive: Duration,
 ) -> Response {
-    let stream_id = session.as_ref().map_or(0, |s| s.new_stream_id());
+    let stream_id = session
+        .as_ref()
+        .map_or_else(|| "0.0".to_owned(), |s| s.new_stream_id());
     let state = (
         Some(first),
         rx,
@@ -440,10 +479,11 @@ fn sse_response(
         0u64,
         false,
         tokio::time::interval(keepalive),
+        stream_id,
     );
     let stream = futures_util::stream::unfold(
         state,
-        move |(pending, mut rx, session, mut seq, done, mut tick)| async move {
+        move |(pending, mut rx, session, mut seq, done, mut tick, stream_id)| async move {
             if done {
                 return None;
             }
@@ -454,7 +494,7 @@ fn sse_response(
                         m = rx.recv() => break m,
                         _ = tick.tick() => {
                             if seq > 0 {
-                                return Some((Ok::<Bytes, Infallible>(Bytes::from_static(b": keepalive\n\n")), (None, rx, session, seq, false, tick)));
+                                return Some((Ok::<Bytes, Infallible>(Bytes::from_static(b": keepalive\n\n")), (None, rx, session, seq, false, tick, stream_id)));
                             }
                         }
                     }
@@ -463,13 +503,13 @@ fn sse_response(
             let m = next?;
             seq += 1;
             let id = match &session {
-                Some(s) => s.record_event(stream_id, seq, &m.json),
+                Some(s) => s.record_event(&stream_id, seq, &m.json),
                 None => format!("{stream_id}_{seq}"),
             };
             let last = m.last;
             Some((
                 Ok(frame(&id, &m.json)),
-                (None, rx, session, seq, last, tick),
+                (None, rx, session, seq, last, tick, stream_id),
             ))
         },
     );
@@ -479,14 +519,26 @@ fn sse_response(
 }
 
 /// `GET /mcp`: the standalone server-to-client stream of a session, with
-/// replay after `Last-Event-ID`.
+/// replay after `Last-Event-ID` (from any replica's events), and the
+/// messages kept for the session while no stream was open anywhere.
 pub async fn get<H: McpHandler>(
     ep: &Endpoint<H>,
     principal: Option<Arc<Principal>>,
     server_id: Option<String>,
     headers: &HeaderMap,
 ) -> Response {
-    let session = match preflight(ep, principal.as_deref(), server_id.as_deref(), headers) {
+    if let Err(r) = preflight(ep, principal.as_deref(), server_id.as_deref(), headers) {
+        return r;
+    }
+    let session = match named_session(
+        ep,
+        principal.as_deref(),
+        server_id.as_deref(),
+        headers,
+        &Value::Null,
+    )
+    .await
+    {
         Ok(Some(s)) => s,
         Ok(None) => {
             return http_error(
@@ -502,22 +554,25 @@ pub async fn get<H: McpHandler>(
             "Accept must include text/event-stream",
         );
     }
-    let replay: Vec<(u64, u64, String)> = match header_str(headers, "last-event-id") {
-        Some(last) => match session.replay_after(last) {
+    let replay: Vec<(String, u64, String)> = match header_str(headers, "last-event-id") {
+        Some(last) => match session.replay_after(last).await {
             Some((stream, events)) => events
                 .into_iter()
-                .map(|(seq, d)| (stream, seq, d))
+                .map(|(seq, d)| (stream.clone(), seq, d))
                 .collect(),
             None => return http_error(StatusCode::BAD_REQUEST, "malformed Last-Event-ID"),
         },
         None => Vec::new(),
     };
     let (tx, rx) = mpsc::unbounded_channel::<Outbound>();
-    if !session.attach_get_stream(tx) {
+    if !session.attach_get_stream(tx.clone()) {
         return http_error(
             StatusCode::CONFLICT,
             "this session already has an open GET stream",
         );
+    }
+    for kept in session.net().attached(&session.sid).await {
+        let _ = tx.send(Outbound::message(kept));
     }
     session.touch();
     let stream_id = session.new_stream_id();
@@ -528,24 +583,38 @@ pub async fn get<H: McpHandler>(
             .into_iter()
             .map(|(s, q, d)| Ok::<Bytes, Infallible>(frame(&format!("{s}_{q}"), &d))),
     );
+    let detach = DetachOnDrop(session.clone());
     let live = futures_util::stream::unfold(
-        (rx, session, 0u64, tokio::time::interval(keepalive), closed),
-        move |(mut rx, session, mut seq, mut tick, closed)| async move {
-            tokio::select! {
-                m = rx.recv() => {
-                    let m = m?;
-                    seq += 1;
-                    let id = session.record_event(stream_id, seq, &m.json);
-                    Some((Ok(frame(&id, &m.json)), (rx, session, seq, tick, closed)))
+        (rx, detach, 0u64, tokio::time::interval(keepalive), closed),
+        move |(mut rx, detach, mut seq, mut tick, closed)| {
+            let stream_id = stream_id.clone();
+            async move {
+                tokio::select! {
+                    m = rx.recv() => {
+                        let m = m?;
+                        seq += 1;
+                        let id = detach.0.record_event(&stream_id, seq, &m.json);
+                        Some((Ok(frame(&id, &m.json)), (rx, detach, seq, tick, closed)))
+                    }
+                    _ = tick.tick() => Some((Ok(Bytes::from_static(b": keepalive\n\n")), (rx, detach, seq, tick, closed))),
+                    _ = closed.cancelled() => None,
                 }
-                _ = tick.tick() => Some((Ok(Bytes::from_static(b": keepalive\n\n")), (rx, session, seq, tick, closed))),
-                _ = closed.cancelled() => None,
             }
         },
     );
     let mut resp = Response::new(Body::from_stream(replayed.chain(live)));
     sse_headers(&mut resp);
     resp
+}
+
+/// Tells the cluster when a GET stream ends, so that messages are kept
+/// for the session instead of sent to a replica without its stream.
+struct DetachOnDrop(Arc<Session>);
+
+impl Drop for DetachOnDrop {
+    fn drop(&mut self) {
+        self.0.net().detached(&self.0.sid);
+    }
 }
 
 /// `DELETE /mcp`: ends a session.
@@ -555,9 +624,20 @@ pub async fn delete<H: McpHandler>(
     server_id: Option<String>,
     headers: &HeaderMap,
 ) -> Response {
-    match preflight(ep, principal.as_deref(), server_id.as_deref(), headers) {
+    if let Err(r) = preflight(ep, principal.as_deref(), server_id.as_deref(), headers) {
+        return r;
+    }
+    match named_session(
+        ep,
+        principal.as_deref(),
+        server_id.as_deref(),
+        headers,
+        &Value::Null,
+    )
+    .await
+    {
         Ok(Some(s)) => {
-            if let Some(s) = ep.sessions.remove(&s.id) {
+            if let Some(s) = ep.sessions.end(&s.public_id()) {
                 ep.dispatcher.handler.session_closed(&s);
             }
             StatusCode::NO_CONTENT.into_response()

@@ -8,6 +8,7 @@ pub mod dispatch;
 pub mod http;
 pub mod jsonrpc;
 pub mod protocol;
+pub mod sealed;
 pub mod session;
 
 pub use dispatch::{Ctx, Dispatcher, McpHandler, Reply};
