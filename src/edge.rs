@@ -118,7 +118,8 @@ impl Subscriber for EdgeInvalidation {
             Event::EdgePurge {
                 target: PurgeTarget::Path(p),
             } => self.generations.bump(&format!("path:{p}")),
-            Event::TokenRevoked { .. } | Event::TokenIssued { .. } => {}
+            Event::TokenRevoked { .. } | Event::TokenIssued { .. } | Event::SessionEnded { .. } => {
+            }
         }
         Box::pin(async {})
     }

@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod mcp;
 pub mod observability;
 pub mod registry;
+pub mod relay;
 pub mod server;
 pub mod store;
 pub mod util;

@@ -614,3 +614,459 @@ async fn postgres_restart_loses_no_acknowledged_write() {
 async fn pgbouncer_restart_loses_no_acknowledged_write() {
     database_outage(true).await;
 }
+
+/// A Streamable HTTP client that sends every request to the next replica.
+struct RoundRobin {
+    http: reqwest::Client,
+    urls: Vec<String>,
+    turn: usize,
+    token: String,
+    session: Option<String>,
+    next: u64,
+}
+
+struct Answer {
+    status: StatusCode,
+    messages: Vec<Value>,
+    session: Option<String>,
+}
+
+impl RoundRobin {
+    fn new(urls: Vec<String>, token: String) -> RoundRobin {
+        RoundRobin {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            urls,
+            turn: 0,
+            token,
+            session: None,
+            next: 1,
+        }
+    }
+
+    fn pick(&mut self) -> String {
+        let u = self.urls[self.turn % self.urls.len()].clone();
+        self.turn += 1;
+        u
+    }
+
+    fn post_to(&self, url: &str, body: &Value, accept: &str) -> reqwest::RequestBuilder {
+        let mut r = self
+            .http
+            .post(url)
+            .bearer_auth(&self.token)
+            .header("accept", accept)
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(s) = &self.session {
+            r = r.header("mcp-session-id", s);
+        }
+        r
+    }
+
+    async fn send(&mut self, body: Value, accept: &str) -> Answer {
+        let url = self.pick();
+        let resp = self
+            .post_to(&url, &body, accept)
+            .send()
+            .await
+            .expect("send");
+        let status = resp.status();
+        let session = resp
+            .headers()
+            .get("mcp-session-id")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let sse = resp
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.to_str().unwrap().starts_with("text/event-stream"));
+        let text = resp.text().await.unwrap();
+        let messages = if sse {
+            fixture::sse_messages(&text)
+        } else if text.is_empty() {
+            vec![]
+        } else {
+            vec![serde_json::from_str(&text).unwrap_or(Value::String(text))]
+        };
+        Answer {
+            status,
+            messages,
+            session,
+        }
+    }
+
+    async fn call(&mut self, method: &str, params: Value, accept: &str) -> Answer {
+        let id = self.next;
+        self.next += 1;
+        self.send(
+            json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
+            accept,
+        )
+        .await
+    }
+
+    /// A tools/call over an SSE answer on the next replica; server requests
+    /// on it are answered through the replica after it.
+    async fn call_streaming(
+        &mut self,
+        params: Value,
+        answer: impl Fn(&str) -> Value,
+    ) -> Vec<Value> {
+        use eventsource_stream::Eventsource;
+        use futures_util::StreamExt;
+        let id = self.next;
+        self.next += 1;
+        let url = self.pick();
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params});
+        let resp = self
+            .post_to(&url, &body, "application/json, text/event-stream")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let mut events = resp.bytes_stream().eventsource();
+        let mut seen = Vec::new();
+        while let Some(ev) = events.next().await {
+            let ev = ev.expect("event");
+            if ev.data.trim().is_empty() {
+                continue;
+            }
+            let msg: Value = serde_json::from_str(&ev.data).unwrap();
+            seen.push(msg.clone());
+            if let (Some(mid), Some(method)) =
+                (msg.get("id"), msg.get("method").and_then(Value::as_str))
+            {
+                let reply = json!({"jsonrpc": "2.0", "id": mid, "result": answer(method)});
+                let r = self
+                    .send(reply, "application/json, text/event-stream")
+                    .await;
+                assert_eq!(
+                    r.status,
+                    StatusCode::ACCEPTED,
+                    "the answer is taken by another replica"
+                );
+            } else if msg.get("id") == Some(&json!(id)) {
+                break;
+            }
+        }
+        seen
+    }
+
+    /// Opens the session's GET stream on `url`.
+    async fn get_stream(&self, url: &str, last_event_id: Option<&str>) -> reqwest::Response {
+        let mut r = self
+            .http
+            .get(url)
+            .bearer_auth(&self.token)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", self.session.as_deref().unwrap());
+        if let Some(l) = last_event_id {
+            r = r.header("last-event-id", l);
+        }
+        let resp = r.send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "GET stream on {url}");
+        resp
+    }
+}
+
+/// Reads `n` events (id, message) from an SSE response, within 10 s.
+async fn read_events(
+    events: &mut (
+             impl futures_util::Stream<
+        Item = Result<
+            eventsource_stream::Event,
+            eventsource_stream::EventStreamError<reqwest::Error>,
+        >,
+    > + Unpin
+         ),
+    n: usize,
+) -> Vec<(String, Value)> {
+    use futures_util::StreamExt;
+    let mut out = Vec::new();
+    while out.len() < n {
+        let ev = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream is open")
+            .expect("a well-formed event");
+        if ev.data.trim().is_empty() {
+            continue;
+        }
+        out.push((ev.id, serde_json::from_str(&ev.data).unwrap()));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL and Redis: set MCPGATE_TEST_DATABASE_URL and MCPGATE_TEST_REDIS_URL and pass --include-ignored (scripts/test does)"]
+async fn sessions_continue_on_any_replica() {
+    use eventsource_stream::Eventsource;
+    let Some((_pg, redis)) = services("sessions_continue_on_any_replica") else {
+        return;
+    };
+    let db = Db::new(Backend::Postgres).await;
+    let env = db_env(&db, Some(&redis));
+    let mut replicas: Vec<Replica> = ["a", "b", "c"]
+        .iter()
+        .map(|n| Replica::start(n, &env))
+        .collect();
+    let admin = Client::new(admin_token());
+    let fx = fixture::Fixture::start(0, &[]);
+    let (s, v, _) = admin
+        .post(
+            &format!("{}/v1/gateways", replicas[0].base),
+            &json!({"name": "fx", "url": fx.url(), "transport": "STREAMABLEHTTP"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (_, tools) = admin
+        .get(&format!("{}/v1/tools?limit=500", replicas[0].base))
+        .await;
+    let ids: Vec<Value> = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].clone())
+        .collect();
+    let (s, v, _) = admin
+        .post(
+            &format!("{}/v1/servers", replicas[0].base),
+            &json!({"id": "all", "name": "all", "associated_tools": ids, "prefix_mode": "never"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    // Every replica knows the server before the client starts.
+    for r in &replicas {
+        let started = Instant::now();
+        while admin.try_get(&format!("{}/v1/servers/all", r.base)).await != Some(StatusCode::OK) {
+            assert!(started.elapsed() < Duration::from_secs(5));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let urls: Vec<String> = replicas
+        .iter()
+        .map(|r| format!("{}/servers/all/mcp", r.base))
+        .collect();
+    let both = "application/json, text/event-stream";
+    let mut c = RoundRobin::new(urls.clone(), admin.token.clone());
+
+    // initialize on a, the rest of the session on the others.
+    let init = c
+        .call("initialize", json!({"protocolVersion": "2025-11-25", "capabilities": {"sampling": {}, "elicitation": {}}, "clientInfo": {"name": "rr", "version": "1"}}), both)
+        .await;
+    assert_eq!(init.status, StatusCode::OK);
+    c.session = init.session.clone();
+    assert!(c.session.is_some(), "a session id");
+    let r = c
+        .send(
+            json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+            both,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let list = c.call("tools/list", json!({}), both).await;
+    assert_eq!(list.status, StatusCode::OK, "{:?}", list.messages);
+    let names: Vec<&str> = list.messages[0]["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"echo"), "{names:?}");
+    let seen = c
+        .call_streaming(
+            json!({"name": "test_tool_with_progress", "_meta": {"progressToken": 9}}),
+            |_| json!({}),
+        )
+        .await;
+    assert_eq!(
+        seen.iter()
+            .filter(|m| m["method"] == "notifications/progress")
+            .count(),
+        3,
+        "{seen:?}"
+    );
+    // Sampling: asked on one replica's stream, answered through another.
+    let seen = c
+        .call_streaming(json!({"name": "test_sampling", "arguments": {"prompt": "2+2?"}}), |method| {
+            assert_eq!(method, "sampling/createMessage");
+            json!({"role": "assistant", "content": {"type": "text", "text": "four"}, "model": "m"})
+        })
+        .await;
+    assert_eq!(
+        seen.last().unwrap()["result"]["content"][0]["text"],
+        "LLM response: four",
+        "{seen:?}"
+    );
+    let seen = c
+        .call_streaming(json!({"name": "test_elicitation", "arguments": {"message": "who?"}}), |method| {
+            assert_eq!(method, "elicitation/create");
+            json!({"action": "accept", "content": {"username": "ann", "email": "ann@example.com"}})
+        })
+        .await;
+    assert!(
+        seen.last().unwrap()["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("ann@example.com")
+    );
+
+    // The GET stream on one replica carries what requests on the others
+    // say when they take no stream themselves.
+    let get = c.get_stream(&urls[0], None).await;
+    let mut events = get.bytes_stream().eventsource();
+    let logged = c
+        .call(
+            "tools/call",
+            json!({"name": "test_tool_with_logging"}),
+            "application/json",
+        )
+        .await;
+    assert_eq!(logged.status, StatusCode::OK, "{:?}", logged.messages);
+    let first = read_events(&mut events, 3).await;
+    assert!(
+        first
+            .iter()
+            .all(|(_, m)| m["method"] == "notifications/message"),
+        "{first:?}"
+    );
+    // A sampling request from a JSON-only call elsewhere reaches the GET
+    // stream; the answer, sent to yet another replica, completes the call.
+    let sampler = {
+        let mut other = RoundRobin::new(vec![urls[1].clone()], admin.token.clone());
+        other.session = c.session.clone();
+        tokio::spawn(async move {
+            other
+                .call(
+                    "tools/call",
+                    json!({"name": "test_sampling", "arguments": {"prompt": "3+3?"}}),
+                    "application/json",
+                )
+                .await
+        })
+    };
+    let ask = read_events(&mut events, 1).await.remove(0).1;
+    assert_eq!(ask["method"], "sampling/createMessage", "{ask}");
+    let mut answerer = RoundRobin::new(vec![urls[2].clone()], admin.token.clone());
+    answerer.session = c.session.clone();
+    let r = answerer
+        .send(json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"role": "assistant", "content": {"type": "text", "text": "six"}, "model": "m"}}), both)
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let done = sampler.await.unwrap();
+    assert_eq!(
+        done.messages[0]["result"]["content"][0]["text"], "LLM response: six",
+        "{:?}",
+        done.messages
+    );
+
+    // Resumption on another replica: the events after the first one.
+    drop(events);
+    let started = Instant::now();
+    loop {
+        let resumed = c.get_stream(&urls[1], Some(&first[0].0)).await;
+        let mut ev = resumed.bytes_stream().eventsource();
+        let got = tokio::time::timeout(Duration::from_millis(1500), read_events(&mut ev, 3)).await;
+        if let Ok(got) = got {
+            let ids: Vec<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
+            assert_eq!(
+                ids[0], first[1].0,
+                "replayed from the event after Last-Event-ID"
+            );
+            assert_eq!(ids[1], first[2].0);
+            assert_eq!(got[2].1["method"], "sampling/createMessage");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no replay on another replica"
+        );
+    }
+
+    // Tampered and malformed ids, on every replica.
+    let sid = c.session.clone().unwrap();
+    let mut tampered = sid.clone().into_bytes();
+    let k = tampered.len() - 3;
+    tampered[k] = if tampered[k] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    for url in &urls {
+        for (bad, want) in [
+            (tampered.as_str(), StatusCode::NOT_FOUND),
+            ("0123", StatusCode::NOT_FOUND),
+            ("bad id\u{1}", StatusCode::BAD_REQUEST),
+        ] {
+            let r = c
+                .http
+                .post(url)
+                .bearer_auth(&c.token)
+                .header("accept", both)
+                .header("content-type", "application/json")
+                .header("mcp-session-id", bad)
+                .body(json!({"jsonrpc": "2.0", "id": 5, "method": "ping"}).to_string())
+                .send()
+                .await;
+            // A control character cannot even be sent as a header value.
+            let Ok(r) = r else { continue };
+            assert_eq!(r.status(), want, "{url} with {bad:?}");
+            let body: Value = r.json().await.unwrap();
+            assert!(
+                body["error"]["code"].is_i64(),
+                "a JSON-RPC error body: {body}"
+            );
+        }
+    }
+    // Another user's token with this session: not found anywhere.
+    let mut thief = RoundRobin::new(urls.clone(), token_for("eve@example.com", false));
+    thief.session = c.session.clone();
+    for _ in 0..3 {
+        assert_eq!(
+            thief.call("ping", json!({}), both).await.status,
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    // kill -9 of the replica that issued the session: the next request, on
+    // another replica, succeeds.
+    replicas[0].kill9();
+    c.urls = urls[1..].to_vec();
+    let r = c
+        .call(
+            "tools/call",
+            json!({"name": "echo", "arguments": {"message": "still here"}}),
+            both,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.messages);
+    assert_eq!(
+        r.messages.last().unwrap()["result"]["content"][0]["text"],
+        "Echo: still here"
+    );
+
+    // DELETE on one replica ends it on all.
+    let r = c
+        .http
+        .delete(&c.urls[0])
+        .bearer_auth(&c.token)
+        .header("mcp-session-id", &sid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let started = Instant::now();
+    loop {
+        let mut late = RoundRobin::new(vec![c.urls[1].clone()], c.token.clone());
+        late.session = Some(sid.clone());
+        if late.call("ping", json!({}), both).await.status == StatusCode::NOT_FOUND {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the ended session still works on another replica"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(replicas);
+    db.drop_db().await;
+}

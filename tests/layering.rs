@@ -26,6 +26,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("mcp", &["access", "util"]),
+    ("relay", &["cluster", "config", "mcp", "util"]),
     (
         "federation",
         &[
@@ -70,6 +71,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "mcp",
             "observability",
             "registry",
+            "relay",
             "store",
             "util",
         ],

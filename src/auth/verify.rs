@@ -298,7 +298,9 @@ impl Subscriber for Auth {
                 }
             }
             Event::PrincipalsChanged { .. } => self.caches.load().tokens.invalidate_all(),
-            Event::RegistryChanged { .. } | Event::EdgePurge { .. } => {}
+            Event::RegistryChanged { .. }
+            | Event::EdgePurge { .. }
+            | Event::SessionEnded { .. } => {}
         }
         Box::pin(async {})
     }

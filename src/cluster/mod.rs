@@ -33,6 +33,8 @@ pub enum Event {
     TokenIssued { jti: String },
     /// An operator purged edge cache entries.
     EdgePurge { target: PurgeTarget },
+    /// An MCP session was ended (`DELETE`): refuse its id everywhere.
+    SessionEnded { sid: String },
 }
 
 impl Event {

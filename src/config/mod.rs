@@ -146,6 +146,8 @@ pub struct Config {
     pub use_stateful_sessions: bool,
     pub session_ttl: u64,
     pub message_ttl: u64,
+    pub session_key: Option<String>,
+    pub session_key_previous: Option<String>,
     pub max_sessions: usize,
     pub mcp_require_auth: Option<bool>,
     pub mcp_allowed_hosts: Vec<String>,
@@ -252,6 +254,8 @@ impl Default for Config {
             use_stateful_sessions: true,
             session_ttl: 3600,
             message_ttl: 600,
+            session_key: None,
+            session_key_previous: None,
             max_sessions: 10_000,
             mcp_require_auth: None,
             mcp_allowed_hosts: vec![],
@@ -301,7 +305,12 @@ fn sorted(set: std::collections::HashSet<String>) -> Vec<String> {
 }
 
 /// Settings whose value is a secret: masked when printed.
-const SECRET_KEYS: &[&str] = &["jwt_secret_key", "auth_encryption_secret"];
+const SECRET_KEYS: &[&str] = &[
+    "jwt_secret_key",
+    "auth_encryption_secret",
+    "session_key",
+    "session_key_previous",
+];
 /// Settings whose value is a URL that may carry a password.
 const URL_KEYS: &[&str] = &["database_url", "redis_url"];
 

@@ -136,19 +136,22 @@ impl Federation {
         })
     }
 
+    /// Where an upstream connection of `gw` reports `*/list_changed`.
+    fn unsolicited(&self, gw: &Gateway) -> Option<mpsc::UnboundedSender<(String, Value)>> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(String, Value)>();
+        let out = self.list_changed.clone();
+        let id = gw.id.clone();
+        tokio::spawn(async move {
+            while let Some((method, _)) = rx.recv().await {
+                let _ = out.send((id.clone(), json!(method)));
+            }
+        });
+        Some(tx)
+    }
+
     async fn connect(&self, gw: &Gateway, caps: Value) -> Result<Arc<Upstream>, UpstreamError> {
         let spec = self.spec(gw)?;
-        let notify = {
-            let (tx, mut rx) = mpsc::unbounded_channel::<(String, Value)>();
-            let out = self.list_changed.clone();
-            let id = gw.id.clone();
-            tokio::spawn(async move {
-                while let Some((method, _)) = rx.recv().await {
-                    let _ = out.send((id.clone(), json!(method)));
-                }
-            });
-            Some(tx)
-        };
+        let notify = self.unsolicited(gw);
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -238,6 +241,18 @@ impl Federation {
         {
             return Ok(u);
         }
+        // Another replica may have opened this upstream session for the
+        // same downstream session: continue it (the upstream keeps its
+        // state, subscriptions included) instead of starting another.
+        let state_key = format!("upstream:{}", gw.id);
+        if gw.transport == Transport::StreamableHttp
+            && let Some(saved) = session.net().state_get(&session.sid, &state_key).await
+            && let Ok(resumed) = serde_json::from_str::<upstream::Resumed>(&saved)
+        {
+            let u = Upstream::resume(self.spec(gw)?, &self.http, resumed, self.unsolicited(gw));
+            session.ext.lock().insert(key, u.clone());
+            return Ok(u);
+        }
         let st = session.state();
         let mut caps = serde_json::Map::new();
         for k in ["sampling", "elicitation", "roots"] {
@@ -246,6 +261,13 @@ impl Federation {
             }
         }
         let u = self.connect(gw, Value::Object(caps)).await?;
+        if let Some(resumed) = u.resumable() {
+            session.net().state_set(
+                &session.sid,
+                &state_key,
+                serde_json::to_string(&resumed).expect("serializes"),
+            );
+        }
         session.ext.lock().insert(key, u.clone());
         Ok(u)
     }

@@ -372,8 +372,11 @@ pub async fn post<H: McpHandler>(
     let (tx, mut rx) = mpsc::unbounded_channel::<Outbound>();
     let mut ctx = Ctx::new(principal, server_id);
     ctx.session = session.clone();
+    // A client that takes no stream on this POST gets what the request
+    // says meanwhile on its session's stream (wherever that is).
+    let streams = accepts(headers, "text/event-stream");
     ctx.peer = Peer {
-        stream: Some(tx.clone()),
+        stream: streams.then(|| tx.clone()),
         session: session.clone(),
     };
     let dispatcher = ep.dispatcher.clone();

@@ -26,9 +26,11 @@ use crate::gateway::GatewayService;
 pub use crate::lifecycle::{Phase, Readiness, Tasks};
 use crate::mcp::Dispatcher;
 use crate::mcp::http::{Endpoint, OriginGuard};
-use crate::mcp::session::Sessions;
+use crate::mcp::sealed::SessionSealer;
+use crate::mcp::session::{LocalNet, SessionNet, Sessions};
 use crate::observability::Metrics;
 use crate::registry::{Registry, Updater};
+use crate::relay::{RedisNet, SessionEndings};
 use crate::store::{Store, StoreError};
 
 /// How long background tasks get to stop at shutdown.
@@ -218,9 +220,31 @@ pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartE
     let live = LiveConfig::new(config.clone());
     let sealer = Sealer::new(&secrets.encryption_secret);
     let federation = Federation::new(&config, sealer.clone());
-    let sessions = Sessions::new(
-        Duration::from_secs(config.session_ttl.max(1)),
+    let session_ttl = Duration::from_secs(config.session_ttl.max(1));
+    let session_sealer = Arc::new(SessionSealer::new(
+        config.session_key.as_deref(),
+        config.session_key_previous.as_deref(),
+        &secrets.encryption_secret,
+    ));
+    // With Redis, sessions cross replicas through the relay; alone, they
+    // stay in this process (their sealed ids still open after a restart).
+    let relay = redis.as_ref().map(|r| {
+        RedisNet::new(
+            r.clone(),
+            bus.clone(),
+            session_ttl,
+            Duration::from_secs(config.message_ttl.max(1)),
+        )
+    });
+    let session_net: Arc<dyn SessionNet> = match &relay {
+        Some((net, _)) => net.clone(),
+        None => Arc::new(LocalNet),
+    };
+    let sessions = Sessions::with(
+        session_ttl,
         config.max_sessions,
+        session_sealer,
+        session_net,
     );
     let mcp = Arc::new(Endpoint {
         dispatcher: Dispatcher::new(Arc::new(GatewayService {
@@ -252,8 +276,20 @@ pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartE
         zones: edge_zones.clone(),
     }));
     let mut tasks = Tasks::default();
+    {
+        let fed = federation.clone();
+        bus.subscribe(Arc::new(SessionEndings(
+            Arc::downgrade(&sessions),
+            Arc::new(move |s| fed.session_closed(s)),
+        )));
+    }
     if let Some(r) = &redis {
         let subscriptions = Subscriptions::new(r.clone());
+        if let Some((net, ops)) = relay {
+            net.serve(&sessions);
+            net.listen(&subscriptions);
+            tasks.spawn("session-relay", move |stop| net.run(ops, stop));
+        }
         let catch_up = {
             let (registry, bus) = (registry.clone(), bus.clone());
             Arc::new(move || {

@@ -142,6 +142,21 @@ fn with_progress_token(mut params: Value, token: &Value) -> Value {
     params
 }
 
+/// Where a connection's request ids start: random, below 2^40 (exact in a
+/// JavaScript number), so that replicas sharing one upstream session never
+/// have the same id in flight.
+fn first_request_id() -> u64 {
+    (rand::random::<u64>() >> 24).max(1)
+}
+
+/// What another replica needs to continue an upstream Streamable HTTP
+/// session: its id and the negotiated protocol version.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Resumed {
+    pub session_id: String,
+    pub protocol_version: String,
+}
+
 /// One upstream connection, initialized.
 pub struct Upstream {
     pub spec: UpstreamSpec,
@@ -182,7 +197,7 @@ impl Upstream {
             server_capabilities: json!({}),
             server_info: json!({}),
             protocol_version: protocol::LATEST.into(),
-            next_id: AtomicU64::new(1),
+            next_id: AtomicU64::new(first_request_id()),
         };
         let init = json!({
             "protocolVersion": protocol::LATEST,
@@ -210,6 +225,41 @@ impl Upstream {
         }
         up.notify("notifications/initialized", Value::Null).await?;
         Ok(Arc::new(up))
+    }
+
+    /// Continues an upstream session another replica opened (no
+    /// handshake: the upstream already knows it). If the upstream has
+    /// forgotten it, the first call fails as undelivered and the caller
+    /// connects afresh.
+    pub fn resume(
+        spec: UpstreamSpec,
+        http: &reqwest::Client,
+        resumed: Resumed,
+        on_unsolicited: Option<mpsc::UnboundedSender<(String, Value)>>,
+    ) -> Arc<Upstream> {
+        let conn = HttpConn::new(&spec, http, on_unsolicited);
+        conn.set_version(&resumed.protocol_version);
+        conn.set_session(&resumed.session_id);
+        Arc::new(Upstream {
+            spec,
+            inner: Inner::Http(conn),
+            server_capabilities: json!({}),
+            server_info: json!({}),
+            protocol_version: resumed.protocol_version,
+            next_id: AtomicU64::new(first_request_id()),
+        })
+    }
+
+    /// What another replica needs to continue this session, when it is one
+    /// (Streamable HTTP with a session id).
+    pub fn resumable(&self) -> Option<Resumed> {
+        match &self.inner {
+            Inner::Http(h) => h.session_id().map(|session_id| Resumed {
+                session_id,
+                protocol_version: self.protocol_version.clone(),
+            }),
+            Inner::Stream(_) => None,
+        }
     }
 
     pub fn is_alive(&self) -> bool {

@@ -45,6 +45,14 @@ impl HttpConn {
         *self.version.lock() = Some(version.to_owned());
     }
 
+    pub(super) fn set_session(&self, id: &str) {
+        *self.session.lock() = Some(id.to_owned());
+    }
+
+    pub(super) fn session_id(&self) -> Option<String> {
+        self.session.lock().clone()
+    }
+
     pub(super) fn is_alive(&self) -> bool {
         self.alive.load(Ordering::Relaxed)
     }
