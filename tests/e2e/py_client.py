@@ -3,11 +3,16 @@
 
     py_client.py URL --token T --tool NAME --args JSON --expect TEXT
                  [--resource URI] [--prompt NAME --prompt-args JSON] [--mode auto|legacy]
+                 [--progress-tool NAME] [--sampling-tool NAME] [--elicitation-tool NAME]
 
 Connects over Streamable HTTP with a bearer token, then: tools/list (the tool
 is listed), tools/call (no error, the text contains --expect),
-resources/read, prompts/get. Prints one PASS/FAIL line per step and
-"N passed, M failed"; exits non-zero on any failure.
+resources/read, prompts/get; with the optional tools also a call that
+reports progress (at least one notification reaches the callback), one that
+asks the client's model (sampling; the answer "sampled by python" must come
+back in the result) and one that asks the user (elicitation). Prints one
+PASS/FAIL line per step and "N passed, M failed"; exits non-zero on any
+failure.
 """
 
 import argparse
@@ -16,8 +21,18 @@ import json
 import sys
 
 import httpx2
-from mcp import Client
+from mcp import Client, types
 from mcp.client.streamable_http import streamable_http_client
+
+
+async def sample(_context, params):
+    return types.CreateMessageResult(
+        role="assistant", content=types.TextContent(type="text", text="sampled by python"), model="e2e-model"
+    )
+
+
+async def elicit(_context, params):
+    return types.ElicitResult(action="accept", content={"username": "py", "email": "py@example.com"})
 
 
 def get(obj, *names, default=None):
@@ -39,7 +54,12 @@ async def main(a) -> int:
     headers = {"Authorization": f"Bearer {a.token}"} if a.token else {}
     http = httpx2.AsyncClient(headers=headers, timeout=60)
     try:
-        async with Client(streamable_http_client(a.url, http_client=http), mode=a.mode) as c:
+        async with Client(
+            streamable_http_client(a.url, http_client=http),
+            mode=a.mode,
+            sampling_callback=sample if a.sampling_tool else None,
+            elicitation_callback=elicit if a.elicitation_tool else None,
+        ) as c:
             rec("initialize", True, f"protocol={get(c, 'protocol_version')}")
             tools = get(await c.list_tools(), "tools") or []
             names = [get(t, "name") for t in tools]
@@ -55,6 +75,22 @@ async def main(a) -> int:
             if a.prompt:
                 p = await c.get_prompt(a.prompt, json.loads(a.prompt_args))
                 rec("prompts/get", bool(get(p, "messages")), f"{len(get(p, 'messages') or [])} messages")
+            if a.progress_tool:
+                seen = []
+
+                async def progress(p, total, message):
+                    seen.append(p)
+
+                r = await c.call_tool(a.progress_tool, {}, progress_callback=progress)
+                rec("progress", bool(seen) and not get(r, "is_error", "isError", default=False), f"{len(seen)} notifications")
+            if a.sampling_tool:
+                r = await c.call_tool(a.sampling_tool, {"prompt": "2+2?"})
+                text = " ".join(str(get(x, "text") or "") for x in (get(r, "content") or []))
+                rec("sampling", "sampled by python" in text, text)
+            if a.elicitation_tool:
+                r = await c.call_tool(a.elicitation_tool, {"message": "who?"})
+                text = " ".join(str(get(x, "text") or "") for x in (get(r, "content") or []))
+                rec("elicitation", "py@example.com" in text, text)
     except BaseException as e:  # noqa: BLE001 - report any failure as a failed step
         while isinstance(e, BaseExceptionGroup) and e.exceptions:
             e = e.exceptions[0]
@@ -75,4 +111,7 @@ if __name__ == "__main__":
     ap.add_argument("--prompt")
     ap.add_argument("--prompt-args", default="{}")
     ap.add_argument("--mode", default="auto")
+    ap.add_argument("--progress-tool")
+    ap.add_argument("--sampling-tool")
+    ap.add_argument("--elicitation-tool")
     sys.exit(asyncio.run(main(ap.parse_args())))

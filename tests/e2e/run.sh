@@ -5,7 +5,12 @@
 #      that the fixture itself passes;
 #   2. the official Python SDK and TypeScript SDK as clients, through mcpgate,
 #      against @modelcontextprotocol/server-everything registered upstream in
-#      Streamable HTTP mode and in stdio mode, with prefixed names.
+#      Streamable HTTP mode and in stdio mode, with prefixed names;
+#   3. with MCPGATE_TEST_DATABASE_URL and MCPGATE_TEST_REDIS_URL: three
+#      replicas on one PostgreSQL and one Redis behind an nginx front that
+#      sends every request to the next replica (round robin, no affinity):
+#      the conformance suite, and both SDK clients with progress, sampling,
+#      elicitation and DELETE, each request on another replica.
 # Installs what it needs from npm and PyPI into $MCPGATE_E2E_CACHE (default
 # ~/.cache/mcpgate-e2e). Everything listens on 127.0.0.1 and is stopped on exit.
 # Last line: "e2e: N passed, M failed".
@@ -107,7 +112,8 @@ conformance() { # conformance NAME URL
   "$NODE" "$CACHE/conformance-summary.mjs" "$WORK/conf-$1"
 }
 check "conformance: fixture directly" conformance fixture "http://127.0.0.1:$FX_PORT/mcp"
-check "conformance: through mcpgate /servers/conformance/mcp" conformance gateway "$GW/servers/conformance/mcp"
+gateway_conformance() { conformance gateway "$GW/servers/conformance/mcp" | tee "$WORK/conf-gateway.summary"; }
+check "conformance: through mcpgate /servers/conformance/mcp" gateway_conformance
 
 PY="$CACHE/venv/bin/python"
 DOC="demo://resource/static/document/architecture.md"
@@ -122,6 +128,95 @@ check "typescript SDK -> everything (Streamable HTTP)" "$NODE" "$CACHE/ts_client
   '{"message": "hello from typescript"}' "hello from typescript" "$DOC" everything-args-prompt '{"city": "Oslo"}'
 check "typescript SDK -> everything (stdio)" "$NODE" "$CACHE/ts_client.mjs" "$GW/mcp" "$TOKEN" everything-stdio-get-sum \
   '{"a": 2, "b": 3}' "5" "" everything-stdio-simple-prompt '{}'
+
+# --- several replicas, every request on the next one -----------------------------
+if [ -n "${MCPGATE_TEST_DATABASE_URL:-}" ] && [ -n "${MCPGATE_TEST_REDIS_URL:-}" ] && command -v nginx >/dev/null && command -v psql >/dev/null; then
+  DB="mcpgate_e2e_$(python3 -c 'import secrets; print(secrets.token_hex(4))')"
+  psql "$MCPGATE_TEST_DATABASE_URL" -qc "CREATE DATABASE $DB" >/dev/null
+  drop_db() { psql "$MCPGATE_TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true; }
+  trap 'cleanup; drop_db' EXIT INT TERM
+  RURL=$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' "$MCPGATE_TEST_DATABASE_URL" "$DB")
+  PREFIX="mcpgw-e2e-$(python3 -c 'import secrets; print(secrets.token_hex(4))'):"
+  RPORTS=()
+  for i in 1 2 3; do
+    P=$(free_port); RPORTS+=("$P")
+    (cd "$WORK" && DATABASE_URL="$RURL" CACHE_TYPE=redis REDIS_URL="$MCPGATE_TEST_REDIS_URL" CACHE_PREFIX="$PREFIX" \
+      HOSTNAME="replica-$i" PORT=$P EDGE_PORT=0 EDGE_UPGRADE_SOCK="$WORK/upgrade-$i.sock" SERVER_THREADS=1 EDGE_THREADS=1 \
+      DB_POOL_SIZE=5 SSRF_ALLOW_LOCALHOST=true MCP_REQUIRE_AUTH=false LOG_LEVEL=warn exec "$BIN/mcpgate" serve) >"$WORK/replica-$i.log" 2>&1 &
+    PIDS+=($!)
+  done
+  for P in "${RPORTS[@]}"; do wait_port "$P"; done
+  FRONT=$(free_port)
+  mkdir -p "$WORK/nginx"
+  cat >"$WORK/nginx/nginx.conf" <<NGINX
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+  log_format upstream '\$upstream_addr';
+  access_log $WORK/nginx/access.log upstream;
+  client_body_temp_path $WORK/nginx/body; proxy_temp_path $WORK/nginx/proxy;
+  fastcgi_temp_path $WORK/nginx/fcgi; uwsgi_temp_path $WORK/nginx/uwsgi; scgi_temp_path $WORK/nginx/scgi;
+  upstream replicas { server 127.0.0.1:${RPORTS[0]}; server 127.0.0.1:${RPORTS[1]}; server 127.0.0.1:${RPORTS[2]}; }
+  server {
+    listen 127.0.0.1:$FRONT;
+    location / {
+      proxy_pass http://replicas; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header Host 127.0.0.1:$FRONT;
+      proxy_buffering off; proxy_cache off; proxy_read_timeout 300s;
+      proxy_next_upstream off;
+    }
+  }
+}
+NGINX
+  nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' >"$WORK/nginx.log" 2>&1 &
+  PIDS+=($!)
+  wait_port "$FRONT"
+  RR="http://127.0.0.1:$FRONT"
+  R1="http://127.0.0.1:${RPORTS[0]}"
+  rr_register() { curl -fsS -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' -X POST "$R1/v1/gateways" \
+    -d "{\"name\": \"fixture\", \"url\": \"http://127.0.0.1:$FX_PORT/mcp\", \"transport\": \"STREAMABLEHTTP\"}" >/dev/null; }
+  check "replicas: register the fixture on one replica" rr_register
+  rr_ids() { curl -fsS -H "Authorization: Bearer $TOKEN" "$R1/v1/$1?limit=500" | python3 -c 'import json,sys; print(json.dumps([x["id"] for x in json.load(sys.stdin)]))'; }
+  rr_server() {
+    curl -fsS -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' -X POST "$R1/v1/servers" \
+      -d "{\"id\": \"conformance\", \"name\": \"conformance\", \"prefix_mode\": \"never\", \"associated_tools\": $(rr_ids tools), \"associated_resources\": $(rr_ids resources), \"associated_prompts\": $(rr_ids prompts)}" >/dev/null
+    # Every replica serves it before the clients start.
+    for P in "${RPORTS[@]}"; do
+      for _ in $(seq 1 50); do
+        curl -fsS -o /dev/null -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$P/v1/servers/conformance" && break
+        sleep 0.1
+      done
+    done
+  }
+  check "replicas: virtual server over the fixture" rr_server
+  rr_conformance() {
+    conformance replicas "$RR/servers/conformance/mcp" | tee "$WORK/conf-replicas.summary"
+    # Exactly as through one replica.
+    [ "$(tail -n 1 "$WORK/conf-replicas.summary")" = "$(tail -n 1 "$WORK/conf-gateway.summary")" ]
+  }
+  check "replicas: conformance through the round-robin front (as through one replica)" rr_conformance
+  # The 2025-11-25 handshake (sessions; the 2026-07-28 era is stateless and
+  # asks for sampling differently, issue 14).
+  check "replicas: python SDK, every request on the next replica" "$PY" "$HERE/py_client.py" "$RR/servers/conformance/mcp" --token "$TOKEN" --mode legacy \
+    --tool echo --args '{"message": "round robin"}' --expect "round robin" --resource test://static-text --prompt test_simple_prompt \
+    --progress-tool test_tool_with_progress --sampling-tool test_sampling --elicitation-tool test_elicitation
+  check "replicas: typescript SDK, every request on the next replica" env PROGRESS_TOOL=test_tool_with_progress SAMPLING_TOOL=test_sampling \
+    ELICITATION_TOOL=test_elicitation "$NODE" "$CACHE/ts_client.mjs" "$RR/servers/conformance/mcp" "$TOKEN" echo \
+    '{"message": "round robin"}' "round robin" test://static-text test_simple_prompt '{}'
+  rr_spread() { # the front really spread the requests over the three replicas
+    python3 - "$WORK/nginx/access.log" <<'PY'
+import collections, sys
+lines = [l for l in open(sys.argv[1]).read().splitlines() if l and l != "-"]
+per = collections.Counter(lines)
+print(f"{len(lines)} requests through the front: {dict(per)}")
+sys.exit(0 if len(per) == 3 and min(per.values()) >= 10 else 1)
+PY
+  }
+  check "replicas: the front spread the session over the replicas" rr_spread
+else
+  log "multi-replica e2e: NOT RUN - needs MCPGATE_TEST_DATABASE_URL, MCPGATE_TEST_REDIS_URL, nginx and psql"
+fi
 
 echo "e2e: $PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]
