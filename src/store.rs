@@ -225,6 +225,19 @@ fn connect_url(config: &Config) -> String {
     }
 }
 
+/// `name(q)`: runs `q` with `method` on the pool, or pinned to one
+/// connection through PgBouncer (see `Store::pinned`).
+macro_rules! on_pool {
+    ($name:ident, $method:ident, $out:ty) => {
+        async fn $name(&self, q: Query<'static, Any, AnyArguments>) -> Result<$out, sqlx::Error> {
+            if self.persistent {
+                return q.$method(&self.pool).await;
+            }
+            self.pinned(q, |q, c| Box::pin(q.$method(c))).await
+        }
+    };
+}
+
 impl Store {
     fn query(&self, sql: impl sqlx::SqlSafeStr) -> Query<'static, Any, AnyArguments> {
         sqlx::query(sql).persistent(self.persistent)
@@ -304,39 +317,9 @@ impl Store {
         r
     }
 
-    async fn rows(&self, q: Query<'static, Any, AnyArguments>) -> Result<Vec<AnyRow>, sqlx::Error> {
-        if self.persistent {
-            return q.fetch_all(&self.pool).await;
-        }
-        self.pinned(q, |q, c| Box::pin(q.fetch_all(c))).await
-    }
-
-    async fn row(
-        &self,
-        q: Query<'static, Any, AnyArguments>,
-    ) -> Result<Option<AnyRow>, sqlx::Error> {
-        if self.persistent {
-            return q.fetch_optional(&self.pool).await;
-        }
-        self.pinned(q, |q, c| Box::pin(q.fetch_optional(c))).await
-    }
-
-    async fn one(&self, q: Query<'static, Any, AnyArguments>) -> Result<AnyRow, sqlx::Error> {
-        if self.persistent {
-            return q.fetch_one(&self.pool).await;
-        }
-        self.pinned(q, |q, c| Box::pin(q.fetch_one(c))).await
-    }
-
-    async fn exec(
-        &self,
-        q: Query<'static, Any, AnyArguments>,
-    ) -> Result<sqlx::any::AnyQueryResult, sqlx::Error> {
-        if self.persistent {
-            return q.execute(&self.pool).await;
-        }
-        self.pinned(q, |q, c| Box::pin(q.execute(c))).await
-    }
+    on_pool!(row, fetch_optional, Option<AnyRow>);
+    on_pool!(one, fetch_one, AnyRow);
+    on_pool!(exec, execute, sqlx::any::AnyQueryResult);
 
     pub fn backend(&self) -> Backend {
         self.backend
@@ -446,37 +429,12 @@ impl Store {
         self.pool.close().await;
     }
 
+    /// Every row of `R`'s table, read in one transaction.
     pub async fn load_all<R: Record>(&self) -> Result<Vec<R>, StoreError> {
-        self.count();
-        let sql = format!(
-            "SELECT {} FROM {} ORDER BY {}",
-            R::COLUMNS.join(", "),
-            R::TABLE,
-            R::COLUMNS[0]
-        );
-        let rows = self
-            .rows(self.query(AssertSqlSafe(sql)))
-            .await
-            .map_err(classify)?;
-        rows.iter().map(R::from_row).collect()
-    }
-
-    /// Rows of a two-column association table, as (left, right) pairs.
-    pub async fn load_pairs(
-        &self,
-        table: &'static str,
-        left: &'static str,
-        right: &'static str,
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        self.count();
-        let sql = format!("SELECT {left}, {right} FROM {table} ORDER BY {left}, {right}");
-        let rows = self
-            .rows(self.query(AssertSqlSafe(sql)))
-            .await
-            .map_err(classify)?;
-        rows.iter()
-            .map(|r| Ok((col(r, table, left)?, col(r, table, right)?)))
-            .collect()
+        let mut tx = self.begin_read().await?;
+        let rows = tx.load_all().await?;
+        tx.commit().await?;
+        Ok(rows)
     }
 
     pub async fn fetch_optional<R: Record>(
@@ -497,23 +455,16 @@ impl Store {
         row.as_ref().map(R::from_row).transpose()
     }
 
+    /// Rows of `R` whose `filter_column` equals `value`.
     pub async fn fetch_where<R: Record>(
         &self,
         filter_column: &'static str,
         value: Val,
     ) -> Result<Vec<R>, StoreError> {
-        self.count();
-        let sql = format!(
-            "SELECT {} FROM {} WHERE {filter_column} = $1 ORDER BY {}",
-            R::COLUMNS.join(", "),
-            R::TABLE,
-            R::COLUMNS[0]
-        );
-        let rows = self
-            .rows(bind(self.query(AssertSqlSafe(sql)), vec![value]))
-            .await
-            .map_err(classify)?;
-        rows.iter().map(R::from_row).collect()
+        let mut tx = self.begin_read().await?;
+        let rows = tx.fetch_where(filter_column, value).await?;
+        tx.commit().await?;
+        Ok(rows)
     }
 
     /// The first column of the first row, as an integer (`None`: no row).

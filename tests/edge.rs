@@ -305,16 +305,7 @@ async fn one_fill_for_concurrent_misses() {
     let t = e.gw.admin.clone();
     e.gw.tool(&t, rest_tool("only")).await;
     let count = || async {
-        let m =
-            e.gw.http
-                .get(e.gw.url("/metrics/prometheus"))
-                .bearer_auth(&t)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+        let m = e.gw.metrics().await;
         m.lines()
             .filter(|l| {
                 l.starts_with("mcpgate_http_requests_total") && l.contains("route=\"/v1/servers\"")

@@ -164,76 +164,50 @@ async fn streamable_http_sessions_versions_and_origins() {
     );
 
     // Protocol version header.
-    let resp = c
-        .request_builder(&json!({"jsonrpc": "2.0", "id": 5, "method": "ping"}))
-        .header("mcp-protocol-version", "2030-01-01")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    assert!(
-        resp.text()
-            .await
-            .unwrap()
-            .contains("Unsupported protocol version")
-    );
-    let resp = c
-        .request_builder(&json!({"jsonrpc": "2.0", "id": 6, "method": "ping"}))
-        .header("mcp-protocol-version", "2025-03-26")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    let (status, body) = c.ping_with(&[("mcp-protocol-version", "2030-01-01")]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("Unsupported protocol version"), "{body}");
+    let ok = c.ping_with(&[("mcp-protocol-version", "2025-03-26")]).await;
+    assert_eq!(ok.0, StatusCode::OK);
 
     // DNS rebinding: foreign Host or Origin is 403.
-    let resp = c
-        .request_builder(&json!({"jsonrpc": "2.0", "id": 7, "method": "ping"}))
-        .header("origin", "http://evil.example.com")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-    let resp = c
-        .request_builder(&json!({"jsonrpc": "2.0", "id": 8, "method": "ping"}))
-        .header("host", "evil.example.com")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    for foreign in [
+        ("origin", "http://evil.example.com"),
+        ("host", "evil.example.com"),
+    ] {
+        assert_eq!(
+            c.ping_with(&[foreign]).await.0,
+            StatusCode::FORBIDDEN,
+            "{foreign:?}"
+        );
+    }
 
     // Wrong content type, bad body.
-    let resp = c
-        .http
-        .post(gw.url("/mcp"))
-        .bearer_auth(&gw.admin)
-        .header("content-type", "text/plain")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let resp = c
-        .http
-        .post(gw.url("/mcp"))
-        .bearer_auth(&gw.admin)
-        .header("content-type", "application/json")
-        .body("{bad")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let post = reqwest::Method::POST;
+    let (status, _) = c
+        .exchange(
+            post.clone(),
+            false,
+            &[("content-type", "text/plain")],
+            Some("{}"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (status, _) = c
+        .exchange(
+            post,
+            false,
+            &[("content-type", "application/json")],
+            Some("{bad"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // GET without a session is 405; with one it opens a stream.
-    let resp = c
-        .http
-        .get(gw.url("/mcp"))
-        .bearer_auth(&gw.admin)
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
-    let resp = c
+    let sse = [("accept", "text/event-stream")];
+    let (status, _) = c.exchange(reqwest::Method::GET, false, &sse, None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let stream = c
         .http
         .get(gw.url("/mcp"))
         .bearer_auth(&gw.admin)
@@ -242,20 +216,13 @@ async fn streamable_http_sessions_versions_and_origins() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(resp.headers()["content-type"], "text/event-stream");
-    drop(resp);
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    drop(stream);
 
     // DELETE ends the session.
-    let resp = c
-        .http
-        .delete(gw.url("/mcp"))
-        .bearer_auth(&gw.admin)
-        .header("mcp-session-id", &sid)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let (status, _) = c.exchange(reqwest::Method::DELETE, true, &[], None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(
         c.call("ping", json!({})).await.status,
         StatusCode::NOT_FOUND
@@ -269,17 +236,27 @@ async fn streamable_http_sessions_versions_and_origins() {
     );
 
     // The stateless revision: headers must match the body.
-    let resp = c.http.post(gw.url("/mcp")).bearer_auth(&gw.admin).header("content-type", "application/json")
-        .header("mcp-protocol-version", "2026-07-28").header("mcp-method", "tools/call")
-        .body(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}}).to_string())
-        .send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    let resp = c.http.post(gw.url("/mcp")).bearer_auth(&gw.admin).header("content-type", "application/json")
-        .header("mcp-protocol-version", "2026-07-28").header("mcp-method", "tools/list")
-        .body(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}}).to_string())
-        .send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let v: Value = resp.json().await.unwrap();
+    let stateless = |method_header: &'static str| {
+        let c = McpClient::new(gw.url("/mcp"), Some(gw.admin.clone()));
+        async move {
+            let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}}).to_string();
+            c.exchange(
+                reqwest::Method::POST,
+                false,
+                &[
+                    ("content-type", "application/json"),
+                    ("mcp-protocol-version", "2026-07-28"),
+                    ("mcp-method", method_header),
+                ],
+                Some(&body),
+            )
+            .await
+        }
+    };
+    assert_eq!(stateless("tools/call").await.0, StatusCode::BAD_REQUEST);
+    let (status, body) = stateless("tools/list").await;
+    assert_eq!(status, StatusCode::OK);
+    let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["result"]["resultType"], "complete");
     assert_eq!(v["result"]["cacheScope"], "private");
     let v = rpc(&gw, &gw.admin, "server/discover", json!({})).await;
@@ -545,14 +522,7 @@ async fn federation(backend: Backend) {
             .collect::<Vec<_>>()
     );
     gw.delete(&format!("/v1/gateways/{gid}"), &t).await;
-    assert!(
-        gw.get("/v1/tools", &t)
-            .await
-            .1
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(gw.count("/v1/tools", &t).await, 0);
     gw.stop().await;
     db.drop_db().await;
 }

@@ -431,14 +431,7 @@ async fn every_kind(backend: Backend) {
         .delete(&format!("/v1/gateways/{}", g["id"].as_str().unwrap()), &t)
         .await;
     assert_eq!(s, StatusCode::OK);
-    assert!(
-        gw.get("/v1/gateways", &t)
-            .await
-            .1
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(gw.count("/v1/gateways", &t).await, 0);
     gw.stop().await;
     db.drop_db().await;
 }
@@ -516,16 +509,7 @@ async fn snapshot_reads(backend: Backend) {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(store.query_count(), before, "listing 1,000 tools ran SQL");
     // The metric says the same.
-    let metrics = gw
-        .http
-        .get(gw.url("/metrics/prometheus"))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains(&format!("mcpgate_db_queries_total {before}")),
         "{metrics}"

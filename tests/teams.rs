@@ -85,7 +85,7 @@ async fn isolation(backend: Backend) {
         StatusCode::NOT_FOUND
     );
     assert_eq!(gw.get(&members, &carol).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(gw.get(&members, &vic).await.1.as_array().unwrap().len(), 3);
+    assert_eq!(gw.count(&members, &vic).await, 3);
 
     let team_tool = gw
         .tool(
@@ -141,18 +141,8 @@ async fn isolation(backend: Backend) {
     );
     assert_eq!(gw.delete(&ledger, &carol).await.0, StatusCode::NOT_FOUND);
     // The team list: carol sees no private team.
-    assert!(
-        gw.get("/v1/teams", &carol)
-            .await
-            .1
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(
-        gw.get("/v1/teams", &bob).await.1.as_array().unwrap().len(),
-        1
-    );
+    assert_eq!(gw.count("/v1/teams", &carol).await, 0);
+    assert_eq!(gw.count("/v1/teams", &bob).await, 1);
 
     // Roles gate writes: developers write team items, viewers do not.
     let (s, v) = gw
@@ -165,36 +155,14 @@ async fn isolation(backend: Backend) {
             .0,
         StatusCode::FORBIDDEN
     );
-    assert_eq!(
-        gw.post(
-            "/v1/tools",
-            &vic,
-            json!({"name": "v", "url": "https://a.example", "team_id": tid})
-        )
-        .await
-        .0,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        gw.post(
-            "/v1/tools",
-            &carol,
-            json!({"name": "c", "url": "https://a.example", "team_id": tid})
-        )
-        .await
-        .0,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        gw.post(
-            "/v1/tools",
-            &bob,
-            json!({"name": "b", "url": "https://a.example", "team_id": tid})
-        )
-        .await
-        .0,
-        StatusCode::CREATED
-    );
+    for (who, name, want) in [
+        (&vic, "v", StatusCode::FORBIDDEN),
+        (&carol, "c", StatusCode::FORBIDDEN),
+        (&bob, "b", StatusCode::CREATED),
+    ] {
+        let body = json!({"name": name, "url": "https://a.example", "team_id": tid});
+        assert_eq!(gw.post("/v1/tools", who, body).await.0, want, "{name}");
+    }
 
     // A token restricted to no teams sees only public items and its own.
     let narrowed = Gw::token_with(&gw.running, "bob@example.com", Some(vec![]), false);
@@ -220,18 +188,10 @@ async fn isolation(backend: Backend) {
     );
 
     // The last team admin cannot leave; removing members works.
-    assert_eq!(
-        gw.delete(&format!("{members}/alice@example.com"), &alice)
-            .await
-            .0,
-        StatusCode::CONFLICT
-    );
-    assert_eq!(
-        gw.delete(&format!("{members}/bob@example.com"), &alice)
-            .await
-            .0,
-        StatusCode::OK
-    );
+    for (member, want) in [("alice", StatusCode::CONFLICT), ("bob", StatusCode::OK)] {
+        let path = format!("{members}/{member}@example.com");
+        assert_eq!(gw.delete(&path, &alice).await.0, want, "{member}");
+    }
     assert_eq!(
         names(&gw.get("/v1/tools", &bob).await.1),
         vec!["everyone", "b"]

@@ -90,29 +90,55 @@ macro_rules! common_setters {
     };
 }
 
+/// What every kind says the same way: its names, input, collection,
+/// constructor and placement.
+macro_rules! item_kind {
+    ($label:literal, $input:ty, $field:ident, $new:path) => {
+        const WRAPPER: &'static str = $label;
+        const LABEL: &'static str = $label;
+        type Input = $input;
+        fn collection(s: &Snapshot) -> &Collection<Self> {
+            &s.$field
+        }
+        fn new_item(owner: &str, now: &str) -> Self {
+            $new(owner, now)
+        }
+        fn placement(input: &$input) -> &PlacementInput {
+            &input.placement
+        }
+        common_setters!();
+    };
+}
+
+/// Kinds that store a sealed upstream credential.
+macro_rules! sealed_auth {
+    ($input:ty) => {
+        fn apply(input: $input, item: &mut Self, create: bool) -> Result<WriteExtras, InputError> {
+            Ok(WriteExtras {
+                auth: input.apply(item, create)?,
+                ..WriteExtras::default()
+            })
+        }
+        fn set_auth(&mut self, kind: String, sealed: String) {
+            self.auth_type = Some(kind);
+            self.auth_value = Some(sealed);
+        }
+    };
+}
+
+/// Kinds whose input carries nothing but the item.
+macro_rules! plain_input {
+    ($input:ty) => {
+        fn apply(input: $input, item: &mut Self, create: bool) -> Result<WriteExtras, InputError> {
+            input.apply(item, create)?;
+            Ok(WriteExtras::default())
+        }
+    };
+}
+
 impl ItemKind for Tool {
-    const WRAPPER: &'static str = "tool";
-    const LABEL: &'static str = "tool";
-    type Input = ToolInput;
-    fn collection(s: &Snapshot) -> &Collection<Self> {
-        &s.tools
-    }
-    fn new_item(owner: &str, now: &str) -> Self {
-        ToolInput::new_tool(owner, now)
-    }
-    fn placement(input: &ToolInput) -> &PlacementInput {
-        &input.placement
-    }
-    fn apply(input: ToolInput, item: &mut Self, create: bool) -> Result<WriteExtras, InputError> {
-        Ok(WriteExtras {
-            auth: input.apply(item, create)?,
-            ..WriteExtras::default()
-        })
-    }
-    fn set_auth(&mut self, kind: String, sealed: String) {
-        self.auth_type = Some(kind);
-        self.auth_value = Some(sealed);
-    }
+    item_kind!("tool", ToolInput, tools, ToolInput::new_tool);
+    sealed_auth!(ToolInput);
     fn check_refs(
         &self,
         snap: &Snapshot,
@@ -126,13 +152,11 @@ impl ItemKind for Tool {
         }
         Ok(())
     }
-    common_setters!();
 }
 
 impl ItemKind for Gateway {
-    const WRAPPER: &'static str = "gateway";
-    const LABEL: &'static str = "gateway";
-    type Input = GatewayInput;
+    item_kind!("gateway", GatewayInput, gateways, GatewayInput::new_gateway);
+    sealed_auth!(GatewayInput);
     fn check_refs(
         &self,
         _snap: &Snapshot,
@@ -187,74 +211,21 @@ impl ItemKind for Gateway {
     async fn after_delete(st: &AppState, id: &str) {
         st.federation.forget(id).await;
     }
-    fn collection(s: &Snapshot) -> &Collection<Self> {
-        &s.gateways
-    }
-    fn new_item(owner: &str, now: &str) -> Self {
-        GatewayInput::new_gateway(owner, now)
-    }
-    fn placement(input: &GatewayInput) -> &PlacementInput {
-        &input.placement
-    }
-    fn apply(
-        input: GatewayInput,
-        item: &mut Self,
-        create: bool,
-    ) -> Result<WriteExtras, InputError> {
-        Ok(WriteExtras {
-            auth: input.apply(item, create)?,
-            ..WriteExtras::default()
-        })
-    }
-    fn set_auth(&mut self, kind: String, sealed: String) {
-        self.auth_type = Some(kind);
-        self.auth_value = Some(sealed);
-    }
-    common_setters!();
 }
 
 impl ItemKind for Resource {
-    const WRAPPER: &'static str = "resource";
-    const LABEL: &'static str = "resource";
-    type Input = ResourceInput;
-    fn collection(s: &Snapshot) -> &Collection<Self> {
-        &s.resources
-    }
-    fn new_item(owner: &str, now: &str) -> Self {
-        ResourceInput::new_resource(owner, now)
-    }
-    fn placement(input: &ResourceInput) -> &PlacementInput {
-        &input.placement
-    }
-    fn apply(
-        input: ResourceInput,
-        item: &mut Self,
-        create: bool,
-    ) -> Result<WriteExtras, InputError> {
-        input.apply(item, create)?;
-        Ok(WriteExtras::default())
-    }
-    common_setters!();
+    item_kind!(
+        "resource",
+        ResourceInput,
+        resources,
+        ResourceInput::new_resource
+    );
+    plain_input!(ResourceInput);
 }
 
 impl ItemKind for Prompt {
-    const WRAPPER: &'static str = "prompt";
-    const LABEL: &'static str = "prompt";
-    type Input = PromptInput;
-    fn collection(s: &Snapshot) -> &Collection<Self> {
-        &s.prompts
-    }
-    fn new_item(owner: &str, now: &str) -> Self {
-        PromptInput::new_prompt(owner, now)
-    }
-    fn placement(input: &PromptInput) -> &PlacementInput {
-        &input.placement
-    }
-    fn apply(input: PromptInput, item: &mut Self, create: bool) -> Result<WriteExtras, InputError> {
-        input.apply(item, create)?;
-        Ok(WriteExtras::default())
-    }
-    common_setters!();
+    item_kind!("prompt", PromptInput, prompts, PromptInput::new_prompt);
+    plain_input!(PromptInput);
 }
 
 fn check_ids<T: Owned>(
@@ -272,18 +243,7 @@ fn check_ids<T: Owned>(
 }
 
 impl ItemKind for Server {
-    const WRAPPER: &'static str = "server";
-    const LABEL: &'static str = "server";
-    type Input = ServerInput;
-    fn collection(s: &Snapshot) -> &Collection<Self> {
-        &s.servers
-    }
-    fn new_item(owner: &str, now: &str) -> Self {
-        ServerInput::new_server(owner, now)
-    }
-    fn placement(input: &ServerInput) -> &PlacementInput {
-        &input.placement
-    }
+    item_kind!("server", ServerInput, servers, ServerInput::new_server);
     fn apply(input: ServerInput, item: &mut Self, create: bool) -> Result<WriteExtras, InputError> {
         Ok(WriteExtras {
             members: input.apply(item, create)?,
@@ -326,7 +286,6 @@ impl ItemKind for Server {
             .await
             .map_err(conflict(server))
     }
-    common_setters!();
 }
 
 #[derive(Debug, Deserialize)]

@@ -130,6 +130,49 @@ impl McpClient {
         r
     }
 
+    /// One raw exchange on the client's URL: `method`, the token, the
+    /// session when `session` is set, extra `headers` and a body sent as is.
+    /// For the transport's refusals; the status and the body text.
+    pub async fn exchange(
+        &self,
+        method: reqwest::Method,
+        session: bool,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> (StatusCode, String) {
+        let mut r = self.http.request(method, &self.url);
+        if let Some(t) = &self.token {
+            r = r.bearer_auth(t);
+        }
+        if let (true, Some(s)) = (session, &self.session) {
+            r = r.header("mcp-session-id", s);
+        }
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        if let Some(b) = body {
+            r = r.body(b.to_owned());
+        }
+        let resp = r.send().await.expect("send");
+        (resp.status(), resp.text().await.unwrap_or_default())
+    }
+
+    /// A `ping` POST in the session with extra headers.
+    pub async fn ping_with(&self, headers: &[(&str, &str)]) -> (StatusCode, String) {
+        let mut all = vec![
+            ("accept", "application/json, text/event-stream"),
+            ("content-type", "application/json"),
+        ];
+        all.extend_from_slice(headers);
+        self.exchange(
+            reqwest::Method::POST,
+            true,
+            &all,
+            Some(r#"{"jsonrpc":"2.0","id":5,"method":"ping"}"#),
+        )
+        .await
+    }
+
     pub async fn send(&self, body: &Value) -> Reply {
         let resp = self.request_builder(body).send().await.expect("send");
         let status = resp.status();

@@ -198,6 +198,26 @@ impl Gw {
         (status, value)
     }
 
+    /// The Prometheus text of `/metrics/prometheus`.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics/prometheus"))
+            .bearer_auth(&self.admin)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// How many items a list answers.
+    pub async fn count(&self, path: &str, token: &str) -> usize {
+        let (s, v) = self.get(path, token).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {v}");
+        v.as_array().map_or(0, Vec::len)
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
         self.call(reqwest::Method::GET, path, Some(token), None)
             .await
