@@ -477,3 +477,41 @@ pub fn boxed<F: Future<Output = ()> + Send + 'static>(
 ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     Box::pin(f)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(url: &str) -> RedisSettings {
+        RedisSettings::from_config(&Config {
+            cache_type: "redis".into(),
+            redis_url: Some(url.into()),
+            ..Config::default()
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn tls_and_password_urls_are_accepted() {
+        for url in [
+            "redis://127.0.0.1:6379/0",
+            "redis://:s3cret@127.0.0.1:6379/0",
+            "redis://user:s3cret@redis.internal:6380/2",
+            "rediss://:s3cret@redis.example.com:6380/0",
+        ] {
+            assert!(Redis::open(settings(url)).is_ok(), "{url}");
+        }
+        assert!(matches!(
+            Redis::open(settings("http://127.0.0.1")),
+            Err(RedisError::Url(_))
+        ));
+    }
+
+    #[test]
+    fn keys_and_channels_carry_the_prefix() {
+        let s = settings("redis://127.0.0.1");
+        assert_eq!(s.key("bus"), "mcpgw:bus");
+        assert_eq!(s.max_connections, 50);
+        assert_eq!(s.retry_interval, Duration::from_millis(2000));
+    }
+}

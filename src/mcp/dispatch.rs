@@ -117,7 +117,8 @@ fn with_result_type(raw: jsonrpc::Json) -> jsonrpc::Json {
     }
 }
 
-const LOG_LEVELS: &[&str] = &[
+/// RFC 5424 severities as MCP names them, least severe first.
+pub const LOG_LEVELS: &[&str] = &[
     "debug",
     "info",
     "notice",
@@ -127,6 +128,18 @@ const LOG_LEVELS: &[&str] = &[
     "alert",
     "emergency",
 ];
+
+/// Where a session's `logging/setLevel` is kept for the other replicas.
+pub const LOG_LEVEL_KEY: &str = "log_level";
+
+/// Whether a log message at `level` passes a session set to `threshold`.
+pub fn log_passes(level: &str, threshold: &str) -> bool {
+    let rank = |l: &str| LOG_LEVELS.iter().position(|x| *x == l);
+    match (rank(level), rank(threshold)) {
+        (Some(l), Some(t)) => l >= t,
+        _ => true,
+    }
+}
 
 impl<H: McpHandler> Dispatcher<H> {
     pub fn new(handler: Arc<H>) -> Self {
@@ -218,6 +231,8 @@ impl<H: McpHandler> Dispatcher<H> {
                 }
                 if let Some(s) = &ctx.session {
                     s.update(|st| st.log_level = level.to_owned());
+                    // Any replica that serves the session later keeps it.
+                    s.net().state_set(&s.sid, LOG_LEVEL_KEY, level.to_owned());
                 }
                 Ok(jsonrpc::raw(&json!({})))
             }

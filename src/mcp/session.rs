@@ -202,7 +202,7 @@ impl Session {
                 client_capabilities: json!({}),
                 client_info: json!({}),
                 initialized: false,
-                log_level: "info".into(),
+                log_level: "debug".into(),
             },
             net,
         )
@@ -220,7 +220,7 @@ impl Session {
                 client_capabilities: claims.capabilities,
                 client_info: claims.client_info,
                 initialized: true,
-                log_level: "info".into(),
+                log_level: "debug".into(),
             },
             net,
         )
@@ -590,6 +590,14 @@ impl Sessions {
             return Ok(s);
         }
         let s = Session::from_claims(claims, self.net.clone());
+        if self.net.shared()
+            && let Some(level) = self
+                .net
+                .state_get(&s.sid, super::dispatch::LOG_LEVEL_KEY)
+                .await
+        {
+            s.update(|st| st.log_level = level);
+        }
         if !self.register(s.clone(), public_id.to_owned()) {
             return Err(SessionRefused::Full);
         }
@@ -693,7 +701,15 @@ impl Peer {
 
     /// Sends a notification: on the request's stream, else the session's
     /// stream here, else wherever the session's stream is (or kept for it).
+    /// Log messages below the session's `logging/setLevel` are dropped.
     pub fn notify(&self, method: &str, params: Value) {
+        if method == "notifications/message"
+            && let (Some(s), Some(level)) =
+                (&self.session, params.get("level").and_then(Value::as_str))
+            && !super::dispatch::log_passes(level, &s.state.lock().log_level)
+        {
+            return;
+        }
         let json = jsonrpc::notification(method, &params).to_string();
         match self.route() {
             Some(tx) => {
@@ -751,6 +767,34 @@ impl Peer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn log_messages_below_the_sessions_level_are_dropped() {
+        let s = Session::new("o".into(), None, "2025-11-25");
+        s.update(|st| st.log_level = "warning".into());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let peer = Peer {
+            stream: Some(tx),
+            session: Some(s),
+        };
+        peer.notify(
+            "notifications/message",
+            json!({"level": "info", "data": "quiet"}),
+        );
+        peer.notify(
+            "notifications/message",
+            json!({"level": "error", "data": "loud"}),
+        );
+        peer.notify(
+            "notifications/progress",
+            json!({"progressToken": 1, "progress": 1}),
+        );
+        let first: Value = serde_json::from_str(&rx.recv().await.unwrap().json).unwrap();
+        assert_eq!(first["params"]["data"], "loud");
+        let second: Value = serde_json::from_str(&rx.recv().await.unwrap().json).unwrap();
+        assert_eq!(second["method"], "notifications/progress");
+        assert!(rx.try_recv().is_err());
+    }
 
     #[test]
     fn session_ids_are_random_and_visible_ascii() {
