@@ -116,8 +116,7 @@ async fn token_without_expiry(backend: Backend) {
 both!(tokens_without_expiry_when_allowed, token_without_expiry);
 
 async fn public_routes(backend: Backend) {
-    let db = Db::new(backend).await;
-    let gw = Gw::start(config_for(&db)).await;
+    let gw = Gw::on(backend).start().await;
     for path in ["/health", "/ready", "/version"] {
         let (s, v) = gw.call(reqwest::Method::GET, path, None, None).await;
         assert_eq!(s, StatusCode::OK, "{path}: {v}");
@@ -156,7 +155,6 @@ async fn public_routes(backend: Backend) {
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(v["failing"], json!(["database"]));
     gw.stop().await;
-    db.drop_db().await;
 }
 both!(health_ready_version_are_public, public_routes);
 
@@ -223,8 +221,7 @@ async fn revocation(backend: Backend) {
 both!(revoked_token_stops_working_within_ttl, revocation);
 
 async fn known_token_runs_no_sql(backend: Backend) {
-    let db = Db::new(backend).await;
-    let gw = Gw::start(config_for(&db)).await;
+    let gw = Gw::on(backend).start().await;
     let user = gw.token("reader@example.com");
     assert_eq!(gw.get("/v1/tools", &user).await.0, StatusCode::OK);
     let store = gw.running.state.registry.store();
@@ -238,7 +235,6 @@ async fn known_token_runs_no_sql(backend: Backend) {
         "authenticating a known token ran SQL"
     );
     gw.stop().await;
-    db.drop_db().await;
 }
 both!(
     known_token_is_served_from_the_auth_cache,

@@ -31,8 +31,7 @@ async fn raw_rpc(gw: &Gw, body: &str) -> (StatusCode, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rpc_endpoint_handles_good_and_bad_messages() {
-    let db = Db::new(Backend::Sqlite).await;
-    let gw = Gw::start(mcp_config(&db)).await;
+    let gw = Gw::on(Backend::Sqlite).mcp().start().await;
     let init = rpc(&gw, &gw.admin, "initialize", json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}})).await;
     assert_eq!(init["result"]["protocolVersion"], "2025-06-18");
     assert_eq!(init["result"]["serverInfo"]["name"], "mcpgate");
@@ -132,8 +131,7 @@ async fn rpc_endpoint_handles_good_and_bad_messages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streamable_http_sessions_versions_and_origins() {
-    let db = Db::new(Backend::Sqlite).await;
-    let gw = Gw::start(mcp_config(&db)).await;
+    let gw = Gw::on(Backend::Sqlite).mcp().start().await;
     let mut c = McpClient::new(gw.url("/mcp"), Some(gw.admin.clone()));
     let init = c.initialize(json!({})).await;
     let sid = c.session.clone().expect("Mcp-Session-Id on initialize");
@@ -322,8 +320,7 @@ async fn mcp_needs_auth_unless_disabled() {
 
 async fn federation(backend: Backend) {
     let fx = Fixture::start(0, &["--tools", "3"]);
-    let db = Db::new(backend).await;
-    let gw = Gw::start(mcp_config(&db)).await;
+    let gw = Gw::on(backend).mcp().start().await;
     let g = register(&gw, "Fixture One", &fx.url(), "STREAMABLEHTTP").await;
     assert_eq!(g["capabilities"]["tools"]["listChanged"], true);
     let (_, tools) = gw
@@ -524,7 +521,6 @@ async fn federation(backend: Backend) {
     gw.delete(&format!("/v1/gateways/{gid}"), &t).await;
     assert_eq!(gw.count("/v1/tools", &t).await, 0);
     gw.stop().await;
-    db.drop_db().await;
 }
 both!(federates_a_streamable_http_upstream, federation);
 
@@ -532,8 +528,7 @@ both!(federates_a_streamable_http_upstream, federation);
 async fn conditional_prefixes_only_on_clashes() {
     let a = Fixture::start(0, &["--tools", "1"]);
     let b = Fixture::start(0, &[]);
-    let db = Db::new(Backend::Sqlite).await;
-    let gw = Gw::start(mcp_config(&db)).await;
+    let gw = Gw::on(Backend::Sqlite).mcp().start().await;
     register(&gw, "alpha", &a.url(), "STREAMABLEHTTP").await;
     register(&gw, "beta", &b.url(), "STREAMABLEHTTP").await;
     let (_, tools) = gw.get("/v1/tools?limit=500", &gw.admin).await;
@@ -575,8 +570,7 @@ async fn conditional_prefixes_only_on_clashes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relays_progress_logging_sampling_and_elicitation() {
     let fx = Fixture::start(0, &[]);
-    let db = Db::new(Backend::Sqlite).await;
-    let gw = Gw::start(mcp_config(&db)).await;
+    let gw = Gw::on(Backend::Sqlite).mcp().start().await;
     register(&gw, "fx", &fx.url(), "STREAMABLEHTTP").await;
     let mut c = McpClient::new(gw.url("/mcp"), Some(gw.admin.clone()));
     c.initialize(json!({"sampling": {}, "elicitation": {}}))
@@ -723,8 +717,7 @@ async fn relays_progress_logging_sampling_and_elicitation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn federates_sse_and_stdio_upstreams() {
     let fx = Fixture::start(0, &[]);
-    let db = Db::new(Backend::Sqlite).await;
-    let gw = Gw::start(mcp_config(&db)).await;
+    let gw = Gw::on(Backend::Sqlite).mcp().start().await;
     register(&gw, "over sse", &fx.sse_url(), "SSE").await;
     register(
         &gw,
@@ -767,8 +760,7 @@ async fn federates_sse_and_stdio_upstreams() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_sse_and_websocket_transports() {
-    let db = Db::new(Backend::Sqlite).await;
-    let gw = Gw::start(mcp_config(&db)).await;
+    let gw = Gw::on(Backend::Sqlite).mcp().start().await;
     gw.tool(&gw.admin, rest_tool("listed")).await;
 
     // Legacy SSE: the endpoint event, then answers on the stream.

@@ -129,8 +129,7 @@ fn nested(depth: usize) -> String {
 }
 
 async fn bad_input(backend: Backend) {
-    let db = Db::new(backend).await;
-    let gw = Gw::start(config_for(&db)).await;
+    let gw = Gw::on(backend).start().await;
     let t = gw.admin.clone();
 
     let (s, v) = raw_post(&gw, "/v1/tools", "{not json").await;
@@ -291,13 +290,11 @@ async fn bad_input(backend: Backend) {
     let (s, _) = gw.get("/v1/tools?limit=abc", &t).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     gw.stop().await;
-    db.drop_db().await;
 }
 both!(bad_input_gets_clear_errors, bad_input);
 
 async fn pagination(backend: Backend) {
-    let db = Db::new(backend).await;
-    let gw = Gw::start(config_for(&db)).await;
+    let gw = Gw::on(backend).start().await;
     let t = gw.admin.clone();
     for i in 0..7 {
         gw.tool(&t, rest_tool(&format!("t{i}"))).await;
@@ -342,7 +339,6 @@ async fn pagination(backend: Backend) {
     assert_eq!(names(&v["items"]), vec!["t5", "t6"]);
     assert!(v["nextCursor"].is_null());
     gw.stop().await;
-    db.drop_db().await;
 }
 both!(cursor_pagination, pagination);
 
@@ -469,8 +465,7 @@ async fn sealed_credentials(backend: Backend) {
 both!(credentials_are_sealed_at_rest, sealed_credentials);
 
 async fn snapshot_reads(backend: Backend) {
-    let db = Db::new(backend).await;
-    let gw = Gw::start(config_for(&db)).await;
+    let gw = Gw::on(backend).start().await;
     let store = gw.running.state.registry.store();
     let now = mcpgate::util::now();
     let tools: Vec<Tool> = (0..1000)
@@ -516,7 +511,6 @@ async fn snapshot_reads(backend: Backend) {
     );
     assert!(metrics.contains("mcpgate_registry_items{kind=\"tools\"} 1000"));
     gw.stop().await;
-    db.drop_db().await;
 }
 both!(tool_list_is_served_from_the_snapshot, snapshot_reads);
 

@@ -8,8 +8,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 async fn isolation(backend: Backend) {
-    let db = Db::new(backend).await;
-    let gw = Gw::start(config_for(&db)).await;
+    let gw = Gw::on(backend).start().await;
     let alice = gw.token("alice@example.com");
     let bob = gw.token("bob@example.com");
     let carol = gw.token("carol@example.com");
@@ -203,13 +202,11 @@ async fn isolation(backend: Backend) {
         StatusCode::CONFLICT
     );
     gw.stop().await;
-    db.drop_db().await;
 }
 both!(outsiders_never_see_team_items, isolation);
 
 async fn admin_sees_all(backend: Backend) {
-    let db = Db::new(backend).await;
-    let gw = Gw::start(config_for(&db)).await;
+    let gw = Gw::on(backend).start().await;
     let alice = gw.token("alice@example.com");
     gw.tool(
         &alice,
@@ -221,6 +218,5 @@ async fn admin_sees_all(backend: Backend) {
     let by_email = gw.token("admin@example.com");
     assert_eq!(names(&gw.get("/v1/tools", &by_email).await.1), vec!["mine"]);
     gw.stop().await;
-    db.drop_db().await;
 }
 both!(platform_admin_sees_everything, admin_sees_all);

@@ -139,9 +139,57 @@ pub struct Gw {
     pub base: String,
     pub http: reqwest::Client,
     pub admin: String,
+    /// The database made for this gateway by [`GwBuilder`], dropped with it.
+    db: Option<Db>,
+}
+
+/// A gateway for a test: a fresh database on `backend`, the test defaults,
+/// MCP-friendly settings when asked, any tweak, started on free ports.
+type Tweak = Box<dyn FnOnce(&mut Config) + Send>;
+
+pub struct GwBuilder {
+    backend: Backend,
+    mcp: bool,
+    tweaks: Vec<Tweak>,
+}
+
+impl GwBuilder {
+    /// Upstreams on loopback, short timeouts and retries ([`mcp_config`]).
+    pub fn mcp(mut self) -> Self {
+        self.mcp = true;
+        self
+    }
+
+    pub fn config(mut self, tweak: impl FnOnce(&mut Config) + Send + 'static) -> Self {
+        self.tweaks.push(Box::new(tweak));
+        self
+    }
+
+    pub async fn start(self) -> Gw {
+        let db = Db::new(self.backend).await;
+        let mut config = if self.mcp {
+            mcp_config(&db)
+        } else {
+            config_for(&db)
+        };
+        for t in self.tweaks {
+            t(&mut config);
+        }
+        let mut gw = Gw::start(config).await;
+        gw.db = Some(db);
+        gw
+    }
 }
 
 impl Gw {
+    pub fn on(backend: Backend) -> GwBuilder {
+        GwBuilder {
+            backend,
+            mcp: false,
+            tweaks: Vec::new(),
+        }
+    }
+
     pub async fn start(config: Config) -> Gw {
         let running = start(config).await.expect("gateway starts");
         let base = format!("http://{}", running.addr);
@@ -154,6 +202,7 @@ impl Gw {
                 .build()
                 .unwrap(),
             admin,
+            db: None,
         }
     }
 
@@ -284,8 +333,12 @@ impl Gw {
         v
     }
 
+    /// Stops the gateway and drops the database the builder made for it.
     pub async fn stop(self) {
         self.running.stop().await.expect("clean stop");
+        if let Some(db) = self.db {
+            db.drop_db().await;
+        }
     }
 }
 
