@@ -102,3 +102,68 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn shape(e: ApiError) -> (StatusCode, serde_json::Value, axum::http::HeaderMap) {
+        let resp = e.into_response();
+        let (parts, body) = resp.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        (
+            parts.status,
+            serde_json::from_slice(&bytes).unwrap(),
+            parts.headers,
+        )
+    }
+
+    #[tokio::test]
+    async fn every_error_has_one_status_and_a_json_shape() {
+        let (s, v, h) = shape(ApiError::Unauthorized("bad".into())).await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("unauthorized"))
+        );
+        assert_eq!(h["www-authenticate"], "Bearer");
+        let (s, v, h) = shape(StoreError::Unavailable("down".into()).into()).await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(v["error"], "unavailable");
+        assert_eq!(h["retry-after"], "1");
+        let (s, v, _) = shape(ApiError::Invalid(crate::registry::input::bad(
+            "name",
+            "is required",
+        )))
+        .await;
+        assert_eq!(
+            (s, v["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("name"))
+        );
+        let (s, v, _) = shape(ApiError::Internal("secret detail".into())).await;
+        assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            v["detail"], "internal error",
+            "internal details stay in the log"
+        );
+        let (s, _, _) = shape(StoreError::Fenced(3).into()).await;
+        assert_eq!(s, StatusCode::CONFLICT);
+    }
+
+    #[tokio::test]
+    async fn auth_and_store_failures_map_as_the_edge_maps_them() {
+        for e in [
+            AuthError::Expired,
+            AuthError::Store(StoreError::Unavailable("x".into())),
+            AuthError::Store(StoreError::Corrupt {
+                table: "users",
+                column: "email",
+                message: "x".into(),
+            }),
+        ] {
+            let edge = e.status();
+            let (s, _, _) = shape(e.into()).await;
+            assert_eq!(s.as_u16(), edge, "the REST side and the edge agree");
+        }
+    }
+}

@@ -653,6 +653,136 @@ pub async fn delete<H: McpHandler>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mcp::dispatch::BoxFut;
+    use crate::mcp::session::Sessions;
+
+    /// A handler with one tool, for the transport's status rules.
+    struct One;
+    impl McpHandler for One {
+        fn server_info(&self) -> Value {
+            json!({"name": "one", "version": "1"})
+        }
+        fn capabilities(&self, _ctx: &Ctx) -> Value {
+            json!({"tools": {}})
+        }
+        fn handle<'a>(
+            &'a self,
+            _ctx: &'a Ctx,
+            method: &'a str,
+            _params: Value,
+        ) -> BoxFut<'a, Result<jsonrpc::Json, RpcError>> {
+            Box::pin(async move {
+                match method {
+                    "tools/list" => Ok(jsonrpc::raw(&json!({"tools": []}))),
+                    other => Err(RpcError::method_not_found(other)),
+                }
+            })
+        }
+    }
+
+    fn endpoint() -> Endpoint<One> {
+        Endpoint {
+            dispatcher: Dispatcher::new(Arc::new(One)),
+            sessions: Sessions::new(Duration::from_secs(60), 10),
+            guard: OriginGuard::for_bind("127.0.0.1", &[], &[]),
+            keepalive: Duration::from_secs(30),
+            stateful: true,
+        }
+    }
+
+    async fn status_and_body(r: Response) -> (StatusCode, Value) {
+        use http_body_util::BodyExt;
+        let (parts, body) = r.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        (
+            parts.status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    fn mcp_headers(extra: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = headers(&[
+            ("host", "127.0.0.1:4444"),
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+        ]);
+        for (k, v) in extra {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[tokio::test]
+    async fn transport_status_rules() {
+        let ep = endpoint();
+        let post = |h: HeaderMap, body: &'static str| {
+            let ep = &ep;
+            async move {
+                status_and_body(post(ep, None, None, &h, Bytes::from_static(body.as_bytes())).await)
+                    .await
+            }
+        };
+        let (s, v) = post(mcp_headers(&[]), "{bad").await;
+        assert_eq!(
+            (s, v["error"]["code"].as_i64()),
+            (StatusCode::BAD_REQUEST, Some(-32700))
+        );
+        let (s, v) = post(
+            mcp_headers(&[("mcp-session-id", "v1.AAAA")]),
+            r#"{"jsonrpc":"2.0","id":41,"method":"ping"}"#,
+        )
+        .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "unknown session");
+        assert_eq!(v["id"], 41, "the error carries the request id");
+        let (s, _) = post(
+            mcp_headers(&[("mcp-session-id", "has space")]),
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "malformed session id");
+        let (s, _) = post(mcp_headers(&[("content-type", "text/plain")]), "{}").await;
+        assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let (s, _) = post(
+            mcp_headers(&[("accept", "text/html")]),
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+        )
+        .await;
+        assert_eq!(s, StatusCode::NOT_ACCEPTABLE);
+        let (s, _) = post(
+            mcp_headers(&[("mcp-protocol-version", "1999-01-01")]),
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "unsupported version header");
+        let (s, _) = post(
+            mcp_headers(&[("origin", "http://evil.example.com")]),
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        let (s, _) = post(
+            mcp_headers(&[]),
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        )
+        .await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+        let (s, v) = post(
+            mcp_headers(&[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "nope/nope")]),
+            r#"{"jsonrpc":"2.0","id":2,"method":"nope/nope","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+        )
+        .await;
+        assert_eq!(
+            (s, v["error"]["code"].as_i64()),
+            (StatusCode::NOT_FOUND, Some(-32601)),
+            "stateless: unknown method is 404"
+        );
+        let (s, v) = post(
+            mcp_headers(&[]),
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#,
+        )
+        .await;
+        assert_eq!((s, v["result"]["tools"].is_array()), (StatusCode::OK, true));
+    }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

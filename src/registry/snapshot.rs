@@ -349,3 +349,78 @@ impl Snapshot {
             || self.role_of(&team.id, &p.email).is_some()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::input::ToolInput;
+
+    fn tool(id: &str, gateway: &str, original: &str) -> Tool {
+        let mut t = ToolInput::new_tool("o@example.com", "2026-01-01T00:00:00Z");
+        t.id = id.into();
+        t.original_name = original.into();
+        t.name = format!("{gateway}-{original}");
+        t
+    }
+
+    fn names(scope: &McpScope) -> Vec<String> {
+        let mut n: Vec<String> = scope.tool_by_name.keys().cloned().collect();
+        n.sort();
+        n
+    }
+
+    #[test]
+    fn prefix_modes_name_tools_as_documented() {
+        let tools = [
+            tool("1", "a", "echo"),
+            tool("2", "b", "echo"),
+            tool("3", "a", "add"),
+        ];
+        let always = McpScope::build(tools.iter(), std::iter::empty(), "always");
+        assert_eq!(names(&always), vec!["a-add", "a-echo", "b-echo"]);
+        let conditional = McpScope::build(tools.iter(), std::iter::empty(), "conditional");
+        assert_eq!(
+            names(&conditional),
+            vec!["a-echo", "add", "b-echo"],
+            "only clashing names keep their prefix"
+        );
+        let never = McpScope::build(tools.iter(), std::iter::empty(), "never");
+        assert_eq!(names(&never), vec!["add", "echo"]);
+        assert_eq!(
+            never.tool_by_name["echo"],
+            vec!["1", "2"],
+            "a clash resolves to both, in order"
+        );
+    }
+
+    #[test]
+    fn principals_resolve_from_users_and_memberships() {
+        let snap = Snapshot::build(Parts {
+            version: 7,
+            tools: vec![],
+            gateways: vec![],
+            resources: vec![],
+            prompts: vec![],
+            servers: vec![],
+            server_tools: vec![],
+            server_resources: vec![],
+            server_prompts: vec![],
+            teams: vec![],
+            members: vec![TeamMember {
+                id: "t1".into(),
+                team_id: "t1".into(),
+                user_email: "Ann@Example.com".into(),
+                role: "developer".into(),
+                joined_at: "x".into(),
+            }],
+            users: vec![User {
+                email: "Ann@Example.com".into(),
+                is_admin: false,
+                is_active: false,
+            }],
+        });
+        assert_eq!(snap.roles_of("ann@example.com")["t1"], TeamRole::Developer);
+        assert!(!snap.users["ann@example.com"].is_active);
+        assert!(snap.roles_of("bob@example.com").is_empty());
+    }
+}
