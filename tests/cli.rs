@@ -506,3 +506,19 @@ fn config_file_change_reloads_limits_live() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `mcpgate-fixture --help` prints its usage instead of starting a server.
+#[test]
+fn fixture_help_prints_usage() {
+    let out = Command::new(env!("CARGO_BIN_EXE_mcpgate-fixture"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("usage: mcpgate-fixture"), "{text}");
+    assert!(
+        !text.contains("listening on http://127"),
+        "it did not start a server"
+    );
+}

@@ -1097,3 +1097,42 @@ async fn rest_tools_are_called_through_the_ssrf_guard() {
     assert!(v["detail"].as_str().unwrap().contains("SSRF"), "{v}");
     gw.stop().await;
 }
+
+/// Regression (issue 14): an upstream that asks for sampling and elicitation
+/// on its session's GET stream (as servers on the TypeScript SDK do) was
+/// never relayed, and the downstream client timed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_requests_an_upstream_sends_on_its_get_stream() {
+    let fx = Fixture::start(0, &["--requests-on-get-stream"]);
+    let gw = Gw::on(Backend::Sqlite).mcp().start().await;
+    register(&gw, "fx", &fx.url(), "STREAMABLEHTTP").await;
+    let mut c = McpClient::new(gw.url("/mcp"), Some(gw.admin.clone()));
+    c.initialize(json!({"sampling": {}, "elicitation": {}}))
+        .await;
+    let seen = c
+        .call_streaming(json!({"name": "fx-test_sampling", "arguments": {"prompt": "2+2?"}}), |method, params| {
+            assert_eq!(method, "sampling/createMessage");
+            assert_eq!(params["messages"][0]["content"]["text"], "2+2?");
+            json!({"role": "assistant", "content": {"type": "text", "text": "four"}, "model": "m"})
+        })
+        .await;
+    assert_eq!(
+        seen.last().unwrap()["result"]["content"][0]["text"],
+        "LLM response: four",
+        "{seen:?}"
+    );
+    let seen = c
+        .call_streaming(json!({"name": "fx-test_elicitation", "arguments": {"message": "who?"}}), |method, _| {
+            assert_eq!(method, "elicitation/create");
+            json!({"action": "accept", "content": {"username": "ann", "email": "ann@example.com"}})
+        })
+        .await;
+    assert!(
+        seen.last().unwrap()["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("ann@example.com"),
+        "{seen:?}"
+    );
+    gw.stop().await;
+}

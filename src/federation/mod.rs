@@ -149,7 +149,12 @@ impl Federation {
         Some(tx)
     }
 
-    async fn connect(&self, gw: &Gateway, caps: Value) -> Result<Arc<Upstream>, UpstreamError> {
+    async fn connect(
+        &self,
+        gw: &Gateway,
+        caps: Value,
+        session_relay: Option<Arc<dyn Relay>>,
+    ) -> Result<Arc<Upstream>, UpstreamError> {
         let spec = self.spec(gw)?;
         let notify = self.unsolicited(gw);
         let mut attempt = 0;
@@ -161,6 +166,7 @@ impl Federation {
                 &self.http,
                 self.cfg.federation_timeout,
                 notify.clone(),
+                session_relay.clone(),
             )
             .await
             {
@@ -207,7 +213,7 @@ impl Federation {
         if let Some(u) = usable() {
             return Ok(u);
         }
-        let u = self.connect(gw, json!({})).await?;
+        let u = self.connect(gw, json!({}), None).await?;
         *slot.current.write() = Some(u.clone());
         Ok(u)
     }
@@ -249,7 +255,13 @@ impl Federation {
             && let Some(saved) = session.net().state_get(&session.sid, &state_key).await
             && let Ok(resumed) = serde_json::from_str::<upstream::Resumed>(&saved)
         {
-            let u = Upstream::resume(self.spec(gw)?, &self.http, resumed, self.unsolicited(gw));
+            let u = Upstream::resume(
+                self.spec(gw)?,
+                &self.http,
+                resumed,
+                self.unsolicited(gw),
+                Some(SessionRelay::of(session)),
+            );
             session.ext.lock().insert(key, u.clone());
             return Ok(u);
         }
@@ -260,7 +272,9 @@ impl Federation {
                 caps.insert(k.into(), v.clone());
             }
         }
-        let u = self.connect(gw, Value::Object(caps)).await?;
+        let u = self
+            .connect(gw, Value::Object(caps), Some(SessionRelay::of(session)))
+            .await?;
         if let Some(resumed) = u.resumable() {
             session.net().state_set(
                 &session.sid,
@@ -328,6 +342,48 @@ impl Federation {
                 }
             });
         }
+    }
+}
+
+/// What an upstream says to a downstream session outside any call (on its
+/// GET stream): to that session's stream, wherever it is. Weak, so that an
+/// upstream connection does not keep its session alive.
+struct SessionRelay(std::sync::Weak<Session>);
+
+impl SessionRelay {
+    fn of(session: &Arc<Session>) -> Arc<dyn Relay> {
+        Arc::new(SessionRelay(Arc::downgrade(session)))
+    }
+
+    fn peer(&self) -> Option<crate::mcp::session::Peer> {
+        self.0.upgrade().map(|s| crate::mcp::session::Peer {
+            stream: None,
+            session: Some(s),
+        })
+    }
+}
+
+impl Relay for SessionRelay {
+    fn notify(&self, method: &str, params: Value) {
+        if let Some(p) = self.peer() {
+            p.notify(method, params);
+        }
+    }
+
+    fn request(
+        &self,
+        method: String,
+        params: Value,
+    ) -> crate::mcp::dispatch::BoxFut<'static, Result<Value, RpcError>> {
+        let peer = self.peer();
+        Box::pin(async move {
+            match peer {
+                Some(p) => p.request(&method, params).await,
+                None => Err(RpcError::internal(format!(
+                    "{method}: the session has ended"
+                ))),
+            }
+        })
     }
 }
 

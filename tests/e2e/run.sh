@@ -72,6 +72,11 @@ wait_port() {
 FX_PORT=$(free_port)
 "$BIN/mcpgate-fixture" --port "$FX_PORT" >"$WORK/fixture.log" 2>&1 &
 PIDS+=($!)
+# The same fixture, asking for sampling and elicitation on its session's
+# GET stream (as servers on the TypeScript SDK do).
+FXG_PORT=$(free_port)
+"$BIN/mcpgate-fixture" --port "$FXG_PORT" --requests-on-get-stream >"$WORK/fixture-get.log" 2>&1 &
+PIDS+=($!)
 SE_PORT=$(free_port)
 SE="$CACHE/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
 (cd "$CACHE" && PORT=$SE_PORT exec "$NODE" -r "$HERE/loopback.cjs" "$SE" streamableHttp) >"$WORK/everything.log" 2>&1 &
@@ -81,7 +86,7 @@ SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')
 export JWT_SECRET_KEY=$SECRET AUTH_ENCRYPTION_SECRET=$SECRET DATABASE_URL="sqlite://$WORK/gw.db"
 (cd "$WORK" && PORT=$GW_PORT EDGE_PORT=0 SSRF_ALLOW_LOCALHOST=true MCP_REQUIRE_AUTH=false LOG_LEVEL=warn exec "$BIN/mcpgate" serve) >"$WORK/gateway.log" 2>&1 &
 PIDS+=($!)
-wait_port "$FX_PORT"; wait_port "$SE_PORT"; wait_port "$GW_PORT"
+wait_port "$FX_PORT"; wait_port "$FXG_PORT"; wait_port "$SE_PORT"; wait_port "$GW_PORT"
 TOKEN=$("$BIN/mcpgate" token create --username admin@example.com --admin --exp 120)
 GW="http://127.0.0.1:$GW_PORT"
 
@@ -105,6 +110,15 @@ make_server() {
     \"associated_tools\": $(ids tools), \"associated_resources\": $(ids resources), \"associated_prompts\": $(ids prompts)}" >/dev/null
 }
 check "virtual server over the fixture" make_server
+check "register the fixture that asks on its GET stream" register fixture-get "http://127.0.0.1:$FXG_PORT/mcp" STREAMABLEHTTP
+FXGID=$(api "$GW/v1/gateways" | python3 -c 'import json,sys; print([g["id"] for g in json.load(sys.stdin) if g["name"]=="fixture-get"][0])')
+make_get_server() {
+  local ids
+  ids() { api "$GW/v1/$1?gateway_id=$FXGID&limit=500" | python3 -c 'import json,sys; print(json.dumps([x["id"] for x in json.load(sys.stdin)]))'; }
+  api -X POST "$GW/v1/servers" -d "{\"id\": \"conformance-get\", \"name\": \"conformance-get\", \"prefix_mode\": \"never\",
+    \"associated_tools\": $(ids tools), \"associated_resources\": $(ids resources), \"associated_prompts\": $(ids prompts)}" >/dev/null
+}
+check "virtual server over the fixture that asks on its GET stream" make_get_server
 
 conformance() { # conformance NAME URL
   "$NODE22" "$CACHE/node_modules/@modelcontextprotocol/conformance/dist/index.js" server --url "$2" \
@@ -114,6 +128,13 @@ conformance() { # conformance NAME URL
 check "conformance: fixture directly" conformance fixture "http://127.0.0.1:$FX_PORT/mcp"
 gateway_conformance() { conformance gateway "$GW/servers/conformance/mcp" | tee "$WORK/conf-gateway.summary"; }
 check "conformance: through mcpgate /servers/conformance/mcp" gateway_conformance
+get_stream_conformance() { # every scenario, the four relayed ones included, as in front of the plain fixture
+  conformance gateway-get "$GW/servers/conformance-get/mcp" | tee "$WORK/conf-gateway-get.summary"
+  for sc in tools-call-sampling tools-call-elicitation elicitation-sep1034-defaults elicitation-sep1330-enums; do
+    grep -q "^PASS  $sc " "$WORK/conf-gateway-get.summary" || { echo "$sc did not pass"; return 1; }
+  done
+}
+check "conformance: through mcpgate in front of an upstream that asks on its GET stream" get_stream_conformance
 
 PY="$CACHE/venv/bin/python"
 DOC="demo://resource/static/document/architecture.md"

@@ -168,7 +168,7 @@ pub struct Upstream {
 }
 
 enum Inner {
-    Http(HttpConn),
+    Http(Arc<HttpConn>),
     Stream(Arc<StreamConn>),
 }
 
@@ -181,10 +181,11 @@ impl Upstream {
         http: &reqwest::Client,
         timeout: Duration,
         on_unsolicited: Option<mpsc::UnboundedSender<(String, Value)>>,
+        session_relay: Option<Arc<dyn Relay>>,
     ) -> Result<Arc<Upstream>, UpstreamError> {
         let inner = match spec.transport {
             Transport::StreamableHttp => {
-                Inner::Http(HttpConn::new(&spec, http, on_unsolicited.clone()))
+                Inner::Http(Arc::new(HttpConn::new(&spec, http, on_unsolicited.clone())))
             }
             Transport::Sse => {
                 Inner::Stream(sse::connect(&spec, http, timeout, on_unsolicited).await?)
@@ -224,6 +225,11 @@ impl Upstream {
             h.set_version(&up.protocol_version);
         }
         up.notify("notifications/initialized", Value::Null).await?;
+        if let Some(opened) = up.listen(session_relay) {
+            // Bounded: a server that never answers the GET does not hold
+            // the connection up.
+            let _ = tokio::time::timeout(Duration::from_secs(2), opened).await;
+        }
         Ok(Arc::new(up))
     }
 
@@ -236,18 +242,40 @@ impl Upstream {
         http: &reqwest::Client,
         resumed: Resumed,
         on_unsolicited: Option<mpsc::UnboundedSender<(String, Value)>>,
+        session_relay: Option<Arc<dyn Relay>>,
     ) -> Arc<Upstream> {
-        let conn = HttpConn::new(&spec, http, on_unsolicited);
+        let conn = Arc::new(HttpConn::new(&spec, http, on_unsolicited));
         conn.set_version(&resumed.protocol_version);
         conn.set_session(&resumed.session_id);
-        Arc::new(Upstream {
+        let up = Upstream {
             spec,
             inner: Inner::Http(conn),
             server_capabilities: json!({}),
             server_info: json!({}),
             protocol_version: resumed.protocol_version,
             next_id: AtomicU64::new(first_request_id()),
-        })
+        };
+        let _ = up.listen(session_relay);
+        Arc::new(up)
+    }
+
+    /// Opens the session's standalone stream (Streamable HTTP with a
+    /// session): what arrives there goes to the call in flight, else to
+    /// `session_relay` (the downstream session this connection serves).
+    fn listen(
+        &self,
+        session_relay: Option<Arc<dyn Relay>>,
+    ) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        let Inner::Http(h) = &self.inner else {
+            return None;
+        };
+        h.session_id()?;
+        if let Some(r) = session_relay {
+            h.set_session_relay(r);
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(h.clone().listen(self.spec.name.clone(), tx));
+        Some(rx)
     }
 
     /// What another replica needs to continue this session, when it is one
@@ -355,8 +383,11 @@ impl Upstream {
 
 impl Drop for Upstream {
     fn drop(&mut self) {
-        if let Inner::Stream(s) = &self.inner {
-            s.close();
+        match &self.inner {
+            Inner::Stream(s) => s.close(),
+            // Ends the GET stream task (the session itself is not ended:
+            // another replica may continue it).
+            Inner::Http(h) => h.halt(),
         }
     }
 }
