@@ -59,9 +59,9 @@ enum TokenCommand {
         /// The user (the `sub` claim).
         #[arg(long, short = 'u')]
         username: String,
-        /// Minutes until expiry; 0 = never (needs REQUIRE_TOKEN_EXPIRATION=false to be accepted).
-        #[arg(long, short = 'e', default_value_t = 10080)]
-        exp: u64,
+        /// Minutes until expiry (default: TOKEN_EXPIRY); 0 = never (needs REQUIRE_TOKEN_EXPIRATION=false to be accepted).
+        #[arg(long, short = 'e')]
+        exp: Option<u64>,
         /// Signing secret; defaults to the configured or generated one.
         #[arg(long, short = 's')]
         secret: Option<String>,
@@ -114,6 +114,13 @@ fn main() -> ExitCode {
         }) => token_create(config, username, exp, secret, teams, admin),
         Command::Config(ConfigCommand::Check(c)) => load(&c).map(|cfg| {
             print!("{}", cfg.masked_yaml());
+            let lines = Config::survey_env();
+            if !lines.is_empty() {
+                eprintln!("environment variables:");
+                for line in lines {
+                    eprintln!("  {line}");
+                }
+            }
             eprintln!("configuration is valid");
         }),
     };
@@ -136,12 +143,13 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 fn token_create(
     arg: ConfigArg,
     username: String,
-    exp: u64,
+    exp: Option<u64>,
     secret: Option<String>,
     teams: Option<Vec<String>>,
     admin: bool,
 ) -> Result<(), String> {
     let config = load(&arg)?;
+    let exp = exp.unwrap_or(config.token_expiry);
     let secret = match secret {
         Some(s) => s,
         None => {
@@ -171,11 +179,21 @@ fn migrate(arg: ConfigArg) -> Result<(), String> {
 fn serve(args: ServeArgs) -> Result<(), String> {
     let config = load(&args.config)?;
     mcpgate::observability::init_logging(&config);
+    report_foreign_variables();
     runtime()?.block_on(async {
         let mut running = mcpgate::server::start_with(config, args.upgrade)
             .await
             .map_err(|e| e.to_string())?;
         let cfg = running.state.config.clone();
+        if let Some(tree) = &running.secrets.in_work_tree {
+            eprintln!(
+                "mcpgate: warning: the generated secrets file {}/.mcpgate-secrets.json is inside the git work tree {}: \
+                 make sure it is ignored, or set JWT_SECRET_KEY and AUTH_ENCRYPTION_SECRET, or put the database \
+                 (DATABASE_URL=sqlite:///path/outside/mcpgate.db) outside the work tree",
+                cfg.get().state_dir().display(),
+                tree.display()
+            );
+        }
         eprintln!(
             "mcpgate {} listening on http://{} ({} database)",
             env!("CARGO_PKG_VERSION"),
@@ -212,6 +230,19 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         );
         running.stop_with(how).await.map_err(|e| e.to_string())
     })
+}
+
+/// Says once, at start, which of the reference's variables that are set
+/// change nothing here, so that none is dropped silently.
+fn report_foreign_variables() {
+    use mcpgate::config::standing::Standing;
+    for line in Config::survey_env() {
+        match line.standing {
+            Standing::Honoured => {}
+            Standing::ReadAs(_) => tracing::info!("{line}"),
+            Standing::NoEffect(_) | Standing::NotTheGateways(_) => tracing::warn!("{line}"),
+        }
+    }
 }
 
 /// Fires on SIGHUP and when the config file changes (checked every 2 s).

@@ -30,6 +30,24 @@ fn mcpgate(dir: &Path) -> Command {
 struct Served {
     child: Child,
     base: String,
+    /// What it printed before its address.
+    banner: Vec<String>,
+    /// Everything it printed so far.
+    log: std::sync::Arc<parking_lot::Mutex<Vec<String>>>,
+}
+
+impl Served {
+    /// The first printed line `find` accepts, waited for up to 30 s.
+    fn wait_for_line(&self, find: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(l) = self.log.lock().iter().find(|l| find(l)) {
+                return l.clone();
+            }
+            assert!(std::time::Instant::now() < deadline, "no such line");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Served {
@@ -41,8 +59,13 @@ impl Drop for Served {
 
 /// Starts `mcpgate serve` on a free port and waits for its banner.
 fn serve(dir: &Path) -> Served {
+    serve_in(dir, &[])
+}
+
+fn serve_in(dir: &Path, env: &[(&str, &str)]) -> Served {
     let mut child = mcpgate(dir)
         .arg("serve")
+        .envs(env.iter().copied())
         .env("PORT", "0")
         .env("EDGE_PORT", "0")
         .env("LOG_LEVEL", "warn")
@@ -52,17 +75,34 @@ fn serve(dir: &Path) -> Served {
         .expect("spawn mcpgate");
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let log = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let lines = log.clone();
     std::thread::spawn(move || {
+        let mut banner = Vec::new();
+        let mut sent = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            lines.lock().push(line.clone());
+            if sent {
+                continue;
+            }
             if let Some(rest) = line.split("listening on ").nth(1) {
-                let _ = tx.send(rest.split_whitespace().next().unwrap().to_owned());
+                let base = rest.split_whitespace().next().unwrap().to_owned();
+                let _ = tx.send((base, std::mem::take(&mut banner)));
+                sent = true;
+            } else {
+                banner.push(line);
             }
         }
     });
-    let base = rx
+    let (base, banner) = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("mcpgate printed its address");
-    Served { child, base }
+    Served {
+        child,
+        base,
+        banner,
+        log,
+    }
 }
 
 fn token(dir: &Path, extra: &[&str]) -> String {
@@ -119,6 +159,11 @@ fn serve_with_nothing_configured_then_token_then_restart() {
         (200, r#"{"status":"healthy"}"#.to_owned())
     );
     assert!(
+        !served.banner.iter().any(|l| l.contains("git work tree")),
+        "{:?}",
+        served.banner
+    );
+    assert!(
         dir.path().join("mcpgate.db").exists(),
         "SQLite file created in the working directory"
     );
@@ -145,12 +190,59 @@ fn serve_with_nothing_configured_then_token_then_restart() {
             .args(["-TERM", &served.child.id().to_string()])
             .status()
             .unwrap();
+        let asked = std::time::Instant::now();
         let status = served.child.wait().unwrap();
         assert!(status.success(), "exit on SIGTERM: {status}");
+        // Idle: nothing to drain, so no wait for the grace period (5 s).
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "an idle instance took {:?} to stop",
+            asked.elapsed()
+        );
     }
     drop(served);
     let served = serve(dir.path());
     assert_eq!(get(&served.base, "/v1/tools", Some(&t)).0, 200);
+}
+
+/// Generated secrets in a git work tree are one `git add .` from a commit:
+/// mcpgate says so, and its own checkout ignores the file.
+#[test]
+fn generated_secrets_inside_a_git_work_tree_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join(".git")).unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let served = serve_in(&data, &[]);
+    let warning = served
+        .banner
+        .iter()
+        .find(|l| l.contains("git work tree"))
+        .unwrap_or_else(|| panic!("no warning in {:?}", served.banner));
+    assert!(warning.contains(".mcpgate-secrets.json"), "{warning}");
+    drop(served);
+    // Provided secrets: nothing generated, nothing to warn about.
+    let served = serve_in(
+        &data,
+        &[
+            ("JWT_SECRET_KEY", "a-provided-secret-0123456789abcdef0123"),
+            (
+                "AUTH_ENCRYPTION_SECRET",
+                "another-provided-secret-0123456789ab",
+            ),
+        ],
+    );
+    assert!(
+        !served.banner.iter().any(|l| l.contains("git work tree")),
+        "{:?}",
+        served.banner
+    );
+    let ignore =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(".gitignore")).unwrap();
+    assert!(
+        ignore.lines().any(|l| l.trim() == ".mcpgate-secrets.json"),
+        ".gitignore does not ignore the generated secrets file"
+    );
 }
 
 #[test]
@@ -325,7 +417,12 @@ fn serve_on_postgresql() {
             .next()
             .unwrap()
             .to_owned();
-        let served = Served { child, base };
+        let served = Served {
+            child,
+            base,
+            banner: Vec::new(),
+            log: Default::default(),
+        };
         let t = token(dir.path(), &[]);
         assert_eq!(get(&served.base, "/health", None).0, 200);
         assert_eq!(get(&served.base, "/ready", None).0, 200);
@@ -521,4 +618,150 @@ fn fixture_help_prints_usage() {
         !text.contains("listening on http://127"),
         "it did not start a server"
     );
+}
+
+/// The deployment guide's section 11 `config:` block and section 6's Redis
+/// block, as a user copies them into the environment.
+const GUIDE_ENV: &[(&str, &str)] = &[
+    ("GUNICORN_WORKERS", "16"),
+    ("GUNICORN_TIMEOUT", "600"),
+    ("GUNICORN_MAX_REQUESTS", "100000"),
+    ("GUNICORN_PRELOAD_APP", "true"),
+    ("DB_POOL_SIZE", "50"),
+    ("DB_MAX_OVERFLOW", "10"),
+    ("DB_POOL_TIMEOUT", "60"),
+    ("DB_POOL_RECYCLE", "3600"),
+    ("CACHE_TYPE", "redis"),
+    ("CACHE_PREFIX", "mcpgw:"),
+    ("SESSION_TTL", "3600"),
+    ("MESSAGE_TTL", "600"),
+    ("TOOL_CONCURRENT_LIMIT", "20"),
+    ("RESOURCE_CACHE_SIZE", "2000"),
+    ("REDIS_URL", "redis://redis-service:6379/0"),
+    ("REDIS_MAX_RETRIES", "3"),
+    ("REDIS_RETRY_INTERVAL_MS", "2000"),
+    ("REDIS_MAX_CONNECTIONS", "50"),
+    ("REDIS_SOCKET_TIMEOUT", "2.0"),
+    ("REDIS_SOCKET_CONNECT_TIMEOUT", "2.0"),
+    ("REDIS_RETRY_ON_TIMEOUT", "true"),
+    ("REDIS_HEALTH_CHECK_INTERVAL", "30"),
+    ("REDIS_LEADER_TTL", "15"),
+    ("REDIS_LEADER_HEARTBEAT_INTERVAL", "5"),
+    ("REDIS_PARSER", "auto"),
+    // Elsewhere in the guide.
+    ("HEALTH_CHECK_TIMEOUT", "10"),
+    ("DISABLE_ACCESS_LOG", "true"),
+    ("OTEL_ENABLE_OBSERVABILITY", "true"),
+    ("AUDIT_TRAIL_ENABLED", "false"),
+    ("METRICS_BUFFER_ENABLED", "true"),
+    (
+        "DATABASE_URL",
+        "postgresql+psycopg://postgres:password@pgbouncer:6432/mcp",
+    ),
+    ("POOL_MODE", "transaction"),
+];
+
+/// Every variable of the guide's environment gets a status line from
+/// `config check`: none is dropped silently.
+#[test]
+fn config_check_gives_every_reference_variable_a_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = mcpgate(dir.path())
+        .args(["config", "check"])
+        .envs(GUIDE_ENV.iter().copied())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let yaml = String::from_utf8_lossy(&out.stdout);
+    for (name, _) in GUIDE_ENV {
+        let line = err
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no status line for {name} in:\n{err}"));
+        assert!(!line.contains("password"), "{line}");
+    }
+    for (name, status) in [
+        ("DB_POOL_SIZE", "honoured"),
+        ("TOOL_CONCURRENT_LIMIT", "honoured"),
+        ("GUNICORN_WORKERS", "no effect in mcpgate: one process"),
+        ("REDIS_PARSER", "no effect"),
+        (
+            "HEALTH_CHECK_TIMEOUT",
+            "read as GATEWAY_HEALTH_CHECK_TIMEOUT",
+        ),
+        ("POOL_MODE", "not a gateway setting"),
+    ] {
+        assert!(
+            err.contains(&format!("{name}: {status}")),
+            "{name} is not `{status}` in:\n{err}"
+        );
+    }
+    assert!(
+        yaml.contains("gateway_health_check_timeout: 10.0"),
+        "{yaml}"
+    );
+    assert!(yaml.contains("tool_concurrent_limit: 20"), "{yaml}");
+    assert!(yaml.contains("cache_type: redis"), "{yaml}");
+}
+
+/// A reader that closes its SSE stream through the edge is routine: no
+/// error in the log, and the request counts as answered, not as a 500.
+#[test]
+fn a_client_closing_its_stream_is_not_an_edge_error() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve_in(
+        dir.path(),
+        &[("SSE_KEEPALIVE_INTERVAL", "1"), ("LOG_LEVEL", "info")],
+    );
+    let edge = served.wait_for_line(|l| l.contains("edge listening on http://"));
+    let edge = edge.rsplit("http://").next().unwrap().trim().to_owned();
+    let t = token(dir.path(), &[]);
+    let bypassed = |status: &str| {
+        let (_, text) = get(&served.base, "/metrics/prometheus", Some(&t));
+        text.lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "mcpgate_edge_requests_total{{class=\"bypass\",status=\"{status}\"}}"
+                ))
+            })
+            .map_or(0, |l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+    };
+    let before = bypassed("200");
+    let mut tcp = std::net::TcpStream::connect(&edge).unwrap();
+    write!(
+        tcp,
+        "GET /sse HTTP/1.1\r\nHost: {edge}\r\nAuthorization: Bearer {t}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("event: endpoint") {
+        let n = tcp.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "stream closed early: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"));
+    drop(tcp);
+    // The next keep-alive finds the client gone and ends the request.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while bypassed("200") == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the closed stream never ended"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(bypassed("500"), 0);
+    let log = served.log.lock();
+    let bad: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("ERROR") || l.contains("Fail to") || l.contains("Broken pipe"))
+        .collect();
+    assert!(bad.is_empty(), "{bad:?}");
 }

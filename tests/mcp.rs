@@ -800,11 +800,14 @@ async fn legacy_sse_and_websocket_transports() {
         .post(gw.url("/message?session_id=nope"))
         .bearer_auth(&gw.admin)
         .header("content-type", "application/json")
-        .body("{}")
+        .body(r#"{"jsonrpc": "2.0", "id": 41, "method": "ping"}"#)
         .send()
         .await
         .unwrap();
     assert_eq!(bad.status(), StatusCode::NOT_FOUND);
+    let answer: Value = bad.json().await.unwrap();
+    assert_eq!(answer["id"], 41, "the readable id comes back: {answer}");
+    assert_eq!(answer["error"]["message"], "Session not found");
     drop(events);
 
     // WebSocket: one message per frame, malformed frames get -32700.
@@ -1135,4 +1138,142 @@ async fn relays_requests_an_upstream_sends_on_its_get_stream() {
         "{seen:?}"
     );
     gw.stop().await;
+}
+
+/// `TOOL_CONCURRENT_LIMIT`: a call beyond the limit waits for a slot within
+/// its own timeout, then fails with an error that names the limit; a freed
+/// slot serves the next call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_calls_beyond_the_concurrent_limit_wait_for_a_slot() {
+    let fx = Fixture::start(0, &[]);
+    let gw = Gw::on(Backend::Sqlite)
+        .mcp()
+        .config(|c| c.tool_concurrent_limit = 1)
+        .start()
+        .await;
+    register(&gw, "fx", &fx.url(), "STREAMABLEHTTP").await;
+    let t = gw.admin.clone();
+    let (_, tools) = gw.get("/v1/tools?limit=500", &t).await;
+    let id_of = |name: &str| {
+        tools
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == name)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    for (name, ms) in [("fx-test_hang", 4000), ("fx-echo", 500)] {
+        gw.put(
+            &format!("/v1/tools/{}", id_of(name)),
+            &t,
+            json!({"timeout_ms": ms}),
+        )
+        .await;
+    }
+    assert!(gw.metrics().await.contains("mcpgate_tool_slots_in_use 0"));
+    let holder = {
+        let gw_url = gw.url("/rpc");
+        let t = t.clone();
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(gw_url)
+                .bearer_auth(t)
+                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "fx-test_hang"}}))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !gw.metrics().await.contains("mcpgate_tool_slots_in_use 1") {
+        assert!(
+            Instant::now() < deadline,
+            "the hanging call never took the slot"
+        );
+        tokio::task::yield_now().await;
+    }
+    let echo = json!({"name": "fx-echo", "arguments": {"message": "hi"}});
+    let started = Instant::now();
+    let r = rpc(&gw, &t, "tools/call", echo.clone()).await;
+    assert_eq!(r["error"]["code"], -32001, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("TOOL_CONCURRENT_LIMIT"),
+        "{r}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(450));
+    let held = holder.await.unwrap();
+    assert_eq!(held["error"]["code"], -32001, "{held}");
+    let r = rpc(&gw, &t, "tools/call", echo).await;
+    assert_eq!(tool_text(&r), "Echo: hi", "{r}");
+    assert!(gw.metrics().await.contains("mcpgate_tool_slots_in_use 0"));
+    gw.stop().await;
+}
+
+/// A stop lets the calls in flight finish, on both ports, for up to the
+/// grace period; what needs longer is not waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_lets_calls_in_flight_finish_within_the_grace_period() {
+    let fx = Fixture::start(0, &[]);
+    let gw = Gw::on(Backend::Sqlite)
+        .mcp()
+        .config(|c| {
+            c.edge_enabled = true;
+            c.edge_port = 0;
+            c.edge_grace_period = 4;
+            c.tool_concurrent_limit = 100;
+            c.tool_timeout = 120;
+        })
+        .start()
+        .await;
+    register(&gw, "fx", &fx.url(), "STREAMABLEHTTP").await;
+    let call = |url: String, ms: u64| {
+        let t = gw.admin.clone();
+        tokio::spawn(async move {
+            let resp = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(t)
+                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                    "params": {"name": "fx-test_slow", "arguments": {"ms": ms}}}))
+                .send()
+                .await?;
+            resp.json::<Value>().await
+        })
+    };
+    let edge = format!("http://{}/rpc", gw.running.edge_addr.unwrap());
+    let through_edge = call(edge, 1500);
+    let direct = call(gw.url("/rpc"), 1500);
+    let too_long = call(gw.url("/rpc"), 60_000);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gw.metrics().await.contains("mcpgate_tool_slots_in_use 3") {
+        assert!(Instant::now() < deadline, "the calls never started");
+        tokio::task::yield_now().await;
+    }
+    let asked = Instant::now();
+    gw.stop().await;
+    let took = asked.elapsed();
+    for (lane, finished) in [("edge", through_edge), ("direct", direct)] {
+        let answer = finished
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{lane}: {e}"));
+        assert_eq!(tool_text(&answer), "slept 1500 ms", "{lane}: {answer}");
+    }
+    assert!(
+        took < Duration::from_secs(6),
+        "the stop waited {took:?}, past the 4 s grace period"
+    );
+    assert!(
+        !too_long.is_finished(),
+        "the 60 s call cannot have finished"
+    );
+    too_long.abort();
 }

@@ -114,7 +114,9 @@ impl<A: EdgeApp> EdgeProxy<A> {
                         // answer) ends with its data: one pass through the
                         // writer instead of two.
                         let last = http_body::Body::is_end_stream(&body);
-                        session.send_body(Some(data), last).await?;
+                        if let Err(e) = session.send_body(Some(data), last).await {
+                            return client_left(&e);
+                        }
                         if last {
                             return Ok(());
                         }
@@ -132,6 +134,17 @@ impl<A: EdgeApp> EdgeProxy<A> {
                 None => break,
             }
         }
-        session.send_body(None, true).await
+        match session.send_body(None, true).await {
+            Err(e) => client_left(&e),
+            Ok(()) => Ok(()),
+        }
     }
+}
+
+/// Writing the answer failed: the client went away (a reader closing its
+/// SSE stream is routine), so the request ends quietly, as answered, rather
+/// than as an edge error with a 500.
+fn client_left(e: &Error) -> Result<()> {
+    tracing::debug!(error = %e, "client left while its answer was being sent");
+    Ok(())
 }

@@ -84,7 +84,10 @@ impl EdgeHandle {
             // Pingora's own pools: the stock listener, or the per-core
             // service's coordinator (which only waits for its threads).
             work_stealing: true,
-            grace_period_seconds: Some(options.grace_period_seconds),
+            // Pingora's grace period is a fixed wait before draining starts,
+            // even when idle; the edge stops accepting at once and drains its
+            // connections for up to the grace period itself.
+            grace_period_seconds: Some(0),
             graceful_shutdown_timeout_seconds: Some(options.grace_period_seconds.max(1)),
             upgrade_sock: options.upgrade_sock.clone(),
             ..ServerConf::default()

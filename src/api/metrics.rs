@@ -53,6 +53,17 @@ pub async fn prometheus(State(st): State<AppState>) -> Response {
         buf.extend_from_slice(st.edge_metrics.render(&st.edge_zones).as_bytes());
     }
     buf.extend_from_slice(cluster_metrics(&st).as_bytes());
+    if let Some((in_use, limit)) = st.federation.tool_slots_in_use() {
+        buf.extend_from_slice(
+            format!(
+                "# HELP mcpgate_tool_slots_in_use Tool calls holding one of the TOOL_CONCURRENT_LIMIT slots\n\
+                 # TYPE mcpgate_tool_slots_in_use gauge\nmcpgate_tool_slots_in_use {in_use}\n\
+                 # HELP mcpgate_tool_slots_limit TOOL_CONCURRENT_LIMIT\n\
+                 # TYPE mcpgate_tool_slots_limit gauge\nmcpgate_tool_slots_limit {limit}\n"
+            )
+            .as_bytes(),
+        );
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

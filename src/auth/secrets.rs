@@ -35,6 +35,9 @@ pub struct Secrets {
     /// True when a secret came from the generated file rather than config.
     pub generated: bool,
     pub newly_generated: bool,
+    /// The git work tree that holds the generated secrets file, if any:
+    /// one `git add .` away from being committed.
+    pub in_work_tree: Option<std::path::PathBuf>,
 }
 
 const SECRETS_FILE: &str = ".mcpgate-secrets.json";
@@ -95,12 +98,23 @@ pub fn resolve_secrets(config: &Config) -> Result<Secrets, SetupError> {
             &serde_json::to_string_pretty(&file).expect("serializes"),
         )?;
     }
+    let in_work_tree = if generated { work_tree_of(&path) } else { None };
     Ok(Secrets {
         jwt_secret,
         encryption_secret,
         generated,
         newly_generated: changed,
+        in_work_tree,
     })
+}
+
+/// The nearest directory at or above `file`'s that holds a `.git` entry
+/// (a directory, or a file for worktrees and submodules).
+fn work_tree_of(file: &Path) -> Option<std::path::PathBuf> {
+    let dir = std::fs::canonicalize(file.parent()?).ok()?;
+    dir.ancestors()
+        .find(|d| d.join(".git").exists())
+        .map(Path::to_path_buf)
 }
 
 fn check_production_secret(name: &str, value: Option<&str>) -> Result<(), SetupError> {

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub mod live;
+pub mod standing;
 mod validate;
 
 pub use live::{LiveConfig, ReloadReport};
@@ -104,7 +105,6 @@ pub struct Config {
     pub redis_max_retries: u32,
     pub redis_retry_interval_ms: u64,
     pub redis_health_check_interval: u64,
-    pub redis_parser: String,
     pub redis_leader_ttl: u64,
     pub redis_leader_heartbeat_interval: u64,
     pub jwt_secret_key: Option<String>,
@@ -121,11 +121,6 @@ pub struct Config {
     pub auth_cache_enabled: bool,
     pub auth_cache_user_ttl: u64,
     pub auth_cache_revocation_ttl: u64,
-    pub auth_cache_team_ttl: u64,
-    pub auth_cache_role_ttl: u64,
-    pub auth_cache_teams_enabled: bool,
-    pub auth_cache_teams_ttl: u64,
-    pub auth_cache_batch_queries: bool,
     pub auth_cache_max_entries: u64,
     pub registry_sync_interval: u64,
     pub max_request_body_bytes: usize,
@@ -134,6 +129,7 @@ pub struct Config {
     pub log_level: String,
     pub log_format: String,
     pub tool_timeout: u64,
+    pub tool_concurrent_limit: usize,
     pub federation_timeout: u64,
     pub gateway_tool_name_separator: String,
     pub health_check_interval: u64,
@@ -212,7 +208,6 @@ impl Default for Config {
             redis_max_retries: 3,
             redis_retry_interval_ms: 2000,
             redis_health_check_interval: 30,
-            redis_parser: "auto".into(),
             redis_leader_ttl: 15,
             redis_leader_heartbeat_interval: 5,
             jwt_secret_key: None,
@@ -229,11 +224,6 @@ impl Default for Config {
             auth_cache_enabled: true,
             auth_cache_user_ttl: 60,
             auth_cache_revocation_ttl: 30,
-            auth_cache_team_ttl: 60,
-            auth_cache_role_ttl: 60,
-            auth_cache_teams_enabled: true,
-            auth_cache_teams_ttl: 60,
-            auth_cache_batch_queries: true,
             auth_cache_max_entries: 100_000,
             registry_sync_interval: 5,
             max_request_body_bytes: 1 << 20,
@@ -242,6 +232,7 @@ impl Default for Config {
             log_level: "info".into(),
             log_format: "text".into(),
             tool_timeout: 60,
+            tool_concurrent_limit: 0,
             federation_timeout: 120,
             gateway_tool_name_separator: "-".into(),
             health_check_interval: 60,
@@ -347,7 +338,9 @@ impl Config {
             merged.retain(|k, _| defaults.contains_key(k));
         }
         for (key, default) in &defaults {
-            if let Some(raw) = env(&key.to_ascii_uppercase()) {
+            let name = key.to_ascii_uppercase();
+            let raw = env(&name).or_else(|| standing::read_as_source(&name).and_then(&env));
+            if let Some(raw) = raw {
                 match env_value(key, &raw, default) {
                     Ok(v) => {
                         merged.insert(key.clone(), v);
@@ -382,6 +375,23 @@ impl Config {
             1 => Err(problems.remove(0)),
             _ => Err(ConfigError::Many(problems)),
         }
+    }
+
+    /// The standing of every known variable set in the process environment.
+    pub fn survey_env() -> Vec<standing::Line> {
+        Self::survey_with_env(|k| std::env::var_os(k).map(|_| String::new()))
+    }
+
+    /// As [`Config::survey_env`], with the environment supplied by the caller.
+    pub fn survey_with_env(env: impl Fn(&str) -> Option<String>) -> Vec<standing::Line> {
+        let defaults = serde_json::to_value(Config::default()).expect("config serializes");
+        let keys: Vec<&str> = defaults
+            .as_object()
+            .expect("config is a map")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        standing::survey(keys, env)
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {

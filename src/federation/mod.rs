@@ -37,6 +37,7 @@ pub struct FedConfig {
     pub health_timeout: Duration,
     pub unhealthy_threshold: u32,
     pub rest_max_len: usize,
+    pub tool_concurrent_limit: usize,
 }
 
 impl FedConfig {
@@ -52,6 +53,7 @@ impl FedConfig {
             health_timeout: Duration::from_secs_f64(c.gateway_health_check_timeout),
             unhealthy_threshold: c.unhealthy_threshold.max(1),
             rest_max_len: c.rest_response_text_max_length,
+            tool_concurrent_limit: c.tool_concurrent_limit,
         }
     }
 }
@@ -72,6 +74,8 @@ pub struct Federation {
     pub policy: Arc<SsrfPolicy>,
     pub sealer: Sealer,
     pub cfg: FedConfig,
+    /// `TOOL_CONCURRENT_LIMIT`: permits for tool calls in flight.
+    tool_slots: Option<Arc<tokio::sync::Semaphore>>,
     shared: parking_lot::Mutex<HashMap<String, Slot>>,
     list_changed: mpsc::UnboundedSender<(String, Value)>,
     list_changed_rx: parking_lot::Mutex<Option<mpsc::UnboundedReceiver<(String, Value)>>>,
@@ -80,6 +84,36 @@ pub struct Federation {
 const SESSION_KEY: &str = "upstream:";
 
 impl Federation {
+    /// A slot for one tool call, waited for at most `timeout`; `Ok(None)`
+    /// when calls are not limited.
+    pub async fn tool_slot(
+        &self,
+        timeout: Duration,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, RpcError> {
+        let Some(slots) = &self.tool_slots else {
+            return Ok(None);
+        };
+        match tokio::time::timeout(timeout, slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(Some(permit)),
+            Ok(Err(_)) => Err(RpcError::internal("tool call slots are closed")),
+            Err(_) => Err(RpcError::new(
+                crate::mcp::jsonrpc::REQUEST_TIMEOUT,
+                format!(
+                    "no tool call slot within {} s: TOOL_CONCURRENT_LIMIT calls are in flight on this replica",
+                    timeout.as_secs_f64()
+                ),
+            )),
+        }
+    }
+
+    /// `(in use, limit)` of the tool call slots, when calls are limited.
+    pub fn tool_slots_in_use(&self) -> Option<(usize, usize)> {
+        let limit = self.cfg.tool_concurrent_limit;
+        self.tool_slots
+            .as_ref()
+            .map(|s| (limit.saturating_sub(s.available_permits()), limit))
+    }
+
     pub fn new(config: &Config, sealer: Sealer) -> Arc<Federation> {
         let policy = Arc::new(SsrfPolicy {
             enabled: config.ssrf_protection_enabled,
@@ -103,6 +137,8 @@ impl Federation {
             policy,
             sealer,
             cfg: FedConfig::from_config(config),
+            tool_slots: (config.tool_concurrent_limit > 0)
+                .then(|| Arc::new(tokio::sync::Semaphore::new(config.tool_concurrent_limit))),
             shared: parking_lot::Mutex::new(HashMap::new()),
             list_changed: tx,
             list_changed_rx: parking_lot::Mutex::new(Some(rx)),

@@ -245,6 +245,13 @@ impl GatewayService {
         let timeout = tool.timeout_ms.map_or(self.fed.cfg.tool_timeout, |ms| {
             Duration::from_millis(ms as u64)
         });
+        // Waiting for a slot is part of the call's time.
+        let started = std::time::Instant::now();
+        let _slot = tokio::select! {
+            s = self.fed.tool_slot(timeout) => s?,
+            _ = ctx.cancel.cancelled() => return Err(RpcError::new(jsonrpc::REQUEST_TIMEOUT, "request cancelled")),
+        };
+        let timeout = timeout.saturating_sub(started.elapsed());
         if tool.integration_type == IntegrationType::Rest {
             let r = tokio::select! {
                 r = crate::federation::rest::invoke(&self.fed, tool, args, timeout) => r,

@@ -157,6 +157,13 @@ pub async fn sse_message<H: McpHandler>(
         )
             .into_response();
     };
+    // Read first, so that every error answer carries the request's id.
+    let id = match jsonrpc::parse(&body) {
+        Ok(m) => m.id().clone(),
+        Err((id, e)) => {
+            return (StatusCode::BAD_REQUEST, axum::Json(jsonrpc::error(&id, &e))).into_response();
+        }
+    };
     let Some(session) = ep
         .sessions
         .get(sid)
@@ -165,7 +172,7 @@ pub async fn sse_message<H: McpHandler>(
         return (
             StatusCode::NOT_FOUND,
             axum::Json(jsonrpc::error(
-                &Value::Null,
+                &id,
                 &jsonrpc::RpcError::not_found("Session not found"),
             )),
         )
@@ -174,9 +181,6 @@ pub async fn sse_message<H: McpHandler>(
     let Some(out) = session.standalone_stream() else {
         return (StatusCode::GONE, "the session's stream is closed").into_response();
     };
-    if let Err((id, e)) = jsonrpc::parse(&body) {
-        return (StatusCode::BAD_REQUEST, axum::Json(jsonrpc::error(&id, &e))).into_response();
-    }
     session.touch();
     handle_incoming(&ep.dispatcher, principal, &session, &out, &body);
     (StatusCode::ACCEPTED, "Accepted").into_response()

@@ -99,6 +99,14 @@ pub enum Message {
 }
 
 impl Message {
+    /// The id of a request or response; `null` for a notification.
+    pub fn id(&self) -> &Value {
+        match self {
+            Message::Request { id, .. } | Message::Response { id, .. } => id,
+            Message::Notification { .. } => &Value::Null,
+        }
+    }
+
     pub fn method(&self) -> Option<&str> {
         match self {
             Message::Request { method, .. } | Message::Notification { method, .. } => Some(method),

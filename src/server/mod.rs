@@ -64,6 +64,8 @@ pub struct Running {
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     tasks: Tasks,
+    /// How long a stop lets in-flight requests finish (`EDGE_GRACE_PERIOD`).
+    grace: Duration,
 }
 
 impl Running {
@@ -77,11 +79,24 @@ impl Running {
     /// process started with `serve --upgrade`.
     pub async fn stop_with(mut self, how: Stop) -> std::io::Result<()> {
         self.state.readiness.set(Phase::Draining);
+        let deadline = tokio::time::Instant::now() + self.grace;
+        // The edge first: what it still forwards needs the application.
         if let Some(edge) = self.edge.take() {
             let _ = tokio::task::spawn_blocking(move || edge.stop(how)).await;
         }
         let _ = self.shutdown.send(true);
-        let r = self.task.await.unwrap_or(Ok(()));
+        // What is still open then (long streams, slow calls) gets what is
+        // left of the grace period, and at least a second.
+        let left = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .max(Duration::from_secs(1));
+        let r = match tokio::time::timeout(left, &mut self.task).await {
+            Ok(joined) => joined.unwrap_or(Ok(())),
+            Err(_) => {
+                tracing::info!("grace period over; closing the remaining connections");
+                Ok(())
+            }
+        };
         self.tasks.shutdown(TASK_GRACE).await;
         self.state.registry.store().close().await;
         r
@@ -487,5 +502,6 @@ pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartE
         shutdown: tx,
         task,
         tasks,
+        grace: Duration::from_secs(config.edge_grace_period),
     })
 }
