@@ -40,6 +40,21 @@ enum Command {
     /// Inspect configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Ask a running gateway's /health; exit 0 when it is healthy.
+    Health(HealthArgs),
+}
+
+#[derive(Args, Clone)]
+struct HealthArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The gateway's base URL; defaults to the configured HOST and PORT.
+    #[arg(long)]
+    url: Option<String>,
+    /// Keep asking for up to this many seconds until it is healthy (for
+    /// scripts that start it in the background).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    wait: u64,
 }
 
 #[derive(Args, Clone)]
@@ -112,6 +127,7 @@ fn main() -> ExitCode {
             admin,
             config,
         }) => token_create(config, username, exp, secret, teams, admin),
+        Command::Health(a) => health(a),
         Command::Config(ConfigCommand::Check(c)) => load(&c).map(|cfg| {
             print!("{}", cfg.masked_yaml());
             let lines = Config::survey_env();
@@ -164,6 +180,48 @@ fn token_create(
     Ok(())
 }
 
+fn health(args: HealthArgs) -> Result<(), String> {
+    let base = match args.url {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None => {
+            let config = load(&args.config)?;
+            // A wildcard bind address is reached on loopback.
+            let host = match config.host.as_str() {
+                "0.0.0.0" | "::" => "127.0.0.1".to_owned(),
+                h if h.contains(':') => format!("[{h}]"),
+                h => h.to_owned(),
+            };
+            format!("http://{host}:{}", config.port)
+        }
+    };
+    let url = format!("{base}/health");
+    runtime()?.block_on(async {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(args.wait);
+        loop {
+            let last = match http.get(&url).send().await {
+                Ok(r) if r.status().is_success() => {
+                    println!("{}", r.text().await.unwrap_or_default());
+                    return Ok(());
+                }
+                Ok(r) => format!(
+                    "{url} answered {}: {}",
+                    r.status(),
+                    r.text().await.unwrap_or_default()
+                ),
+                Err(e) => format!("{url} cannot be reached: {e}"),
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(last);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    })
+}
+
 fn migrate(arg: ConfigArg) -> Result<(), String> {
     let config = load(&arg)?;
     runtime()?.block_on(async {
@@ -202,6 +260,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         );
         if let Some(edge) = running.edge_addr {
             eprintln!("mcpgate edge listening on http://{edge}");
+        }
+        if let Some(m) = running.metrics_addr {
+            eprintln!("mcpgate metrics (no auth) listening on http://{m}/metrics");
         }
         if running.secrets.newly_generated {
             eprintln!(

@@ -27,6 +27,9 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Something only the operator can fix (retrying will not help).
+    #[error("{0}")]
+    Setup(String),
     /// A leader write carried a fencing token older than one already used:
     /// this replica lost the lease and another leader has written since.
     #[error("refused a write of a former leader (fencing token {0} is stale)")]
@@ -45,7 +48,10 @@ impl StoreError {
         match self {
             StoreError::Conflict(_) | StoreError::Referenced(_) | StoreError::Fenced(_) => 409,
             StoreError::Unavailable(_) => 503,
-            StoreError::Database(_) | StoreError::Migrate(_) | StoreError::Corrupt { .. } => 500,
+            StoreError::Database(_)
+            | StoreError::Migrate(_)
+            | StoreError::Setup(_)
+            | StoreError::Corrupt { .. } => 500,
         }
     }
 }
@@ -75,6 +81,25 @@ fn classify(e: sqlx::Error) -> StoreError {
         }
         _ => StoreError::Database(e),
     }
+}
+
+/// The database named in the URL does not exist: say how to create it.
+fn missing_database(message: &str, config: &Config) -> String {
+    let url = crate::config::normalize_database_url(&config.database_url);
+    let Ok(u) = url::Url::parse(&url) else {
+        return message.to_owned();
+    };
+    let name = u.path().trim_start_matches('/');
+    let mut createdb = format!("createdb -h {}", u.host_str().unwrap_or("127.0.0.1"));
+    if let Some(port) = u.port() {
+        createdb.push_str(&format!(" -p {port}"));
+    }
+    if !u.username().is_empty() {
+        createdb.push_str(&format!(" -U {}", u.username()));
+    }
+    format!(
+        "{message}: create it first ({createdb} {name}, or CREATE DATABASE \"{name}\"; as a superuser); mcpgate then creates its tables"
+    )
 }
 
 /// A value bound to a statement. The `Any` driver moves only a few scalar
@@ -274,6 +299,11 @@ impl Store {
             .connect(&connect_url(config))
             .await
             .map_err(|e| {
+                if let sqlx::Error::Database(db) = &e
+                    && db.code().as_deref() == Some("3D000")
+                {
+                    return StoreError::Setup(missing_database(db.message(), config));
+                }
                 let m = e.to_string();
                 if m.contains("extra_float_digits") {
                     StoreError::Unavailable(format!(

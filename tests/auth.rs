@@ -158,6 +158,60 @@ async fn public_routes(backend: Backend) {
 }
 both!(health_ready_version_are_public, public_routes);
 
+/// `METRICS_PORT`: a scraper reads the metrics without a token there, and
+/// nothing else; the main port still asks for one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_port_serves_metrics_only_and_without_a_token() {
+    let gw = Gw::on(Backend::Sqlite)
+        .config(|c| c.metrics_port = Some(0))
+        .start()
+        .await;
+    let at = gw.running.metrics_addr.expect("metrics listener");
+    assert_ne!(at.port(), gw.running.addr.port());
+    let http = reqwest::Client::new();
+    for path in ["/metrics", "/metrics/prometheus"] {
+        let resp = http.get(format!("http://{at}{path}")).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
+        let text = resp.text().await.unwrap();
+        assert!(text.contains("mcpgate_db_queries_total"), "{text}");
+    }
+    for path in ["/v1/tools", "/health", "/rpc", "/v1/tokens"] {
+        let s = http
+            .get(format!("http://{at}{path}"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(
+            s,
+            StatusCode::NOT_FOUND,
+            "{path} is not on the metrics port"
+        );
+    }
+    let s = http
+        .post(format!("http://{at}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    let (s, _) = gw
+        .call(reqwest::Method::GET, "/metrics/prometheus", None, None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    gw.stop().await;
+    assert!(
+        std::net::TcpStream::connect(at).is_err(),
+        "the metrics listener stops with the gateway"
+    );
+}
+
 async fn revocation(backend: Backend) {
     let db = Db::new(backend).await;
     let cfg = Config {

@@ -323,9 +323,16 @@ fn production_refuses_generated_and_weak_secrets() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
+    // Both variables are named at once, with how to make them.
     assert!(
-        err.contains("production") && err.contains("JWT_SECRET_KEY"),
+        err.contains("production")
+            && err.contains("set JWT_SECRET_KEY and AUTH_ENCRYPTION_SECRET")
+            && err.contains("openssl rand"),
         "{err}"
+    );
+    assert!(
+        !dir.path().join(".mcpgate-secrets.json").exists(),
+        "production generates no secrets file"
     );
 
     let out = mcpgate(dir.path())
@@ -376,6 +383,24 @@ fn serve_on_postgresql() {
                 .unwrap();
         })
     };
+    // Before the database exists: a clear error that says how to make it,
+    // at once (no retries: waiting does not create it).
+    {
+        let mut url = url::Url::parse(&admin).unwrap();
+        url.set_path(&format!("/{name}"));
+        let out = mcpgate(tempfile::tempdir().unwrap().path())
+            .arg("migrate")
+            .env("DATABASE_URL", url.to_string())
+            .env("DB_RETRY_INTERVAL_MS", "60000")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("does not exist") && err.contains("createdb") && err.contains(&name),
+            "{err}"
+        );
+    }
     psql(&format!("CREATE DATABASE {name}"));
     // Through PgBouncer when the suite runs in that mode.
     let bouncer = std::env::var("MCPGATE_TEST_PGBOUNCER_URL")
@@ -764,4 +789,104 @@ fn a_client_closing_its_stream_is_not_an_edge_error() {
         .filter(|l| l.contains("ERROR") || l.contains("Fail to") || l.contains("Broken pipe"))
         .collect();
     assert!(bad.is_empty(), "{bad:?}");
+}
+
+/// The README's walkthrough block, run as written by bash (`set -eu`), with
+/// `cargo run [...] -- ARGS` standing for the binary under test. It uses the
+/// fixed ports 4444 and 8080, as a reader would.
+#[test]
+fn the_readme_walkthrough_works_as_written() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = &readme[readme
+        .find("## Five-minute walkthrough")
+        .expect("walkthrough")..];
+    let start = section.find("```sh\n").expect("a sh block") + "```sh\n".len();
+    let block = &section[start..start + section[start..].find("```").unwrap()];
+    for port in [4444, 8080] {
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "port {port} is taken: the walkthrough needs it"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let shim = dir.path().join("bin");
+    std::fs::create_dir(&shim).unwrap();
+    let cargo = shim.join("cargo");
+    std::fs::write(
+        &cargo,
+        "#!/bin/sh\n# cargo run [options] -- ARGS: the binary under test\n\
+         while [ \"$#\" -gt 0 ] && [ \"$1\" != \"--\" ]; do shift; done\n\
+         shift\nexec \"$MCPGATE_BIN\" \"$@\"\n",
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&cargo, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let run = Command::new("bash")
+        .args(["-eu", "-c", block])
+        .current_dir(&work)
+        .env_clear()
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                shim.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("HOME", dir.path())
+        .env("MCPGATE_BIN", BIN)
+        .env("LOG_LEVEL", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains(r#""name":"get_weather""#), "{stdout}");
+    assert!(
+        stdout.contains(r#""*****""#),
+        "the credential is masked: {stdout}"
+    );
+    assert!(!stdout.contains("upstream-secret"), "{stdout}");
+    assert!(stdout.contains(r#"{"status":"healthy"}"#), "{stdout}");
+    assert!(work.join(".mcpgate-secrets.json").exists());
+    // Step 6 stopped it: the port is free again soon.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", 4444)).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway still runs after the walkthrough's kill"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn health_fails_clearly_when_nothing_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = mcpgate(dir.path())
+        .args(["health", "--url", "http://127.0.0.1:9", "--wait", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("http://127.0.0.1:9/health cannot be reached"),
+        "{err}"
+    );
+    let served = serve(dir.path());
+    let out = mcpgate(dir.path())
+        .args(["health", "--url", &served.base])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        r#"{"status":"healthy"}"#
+    );
 }

@@ -27,6 +27,15 @@ pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Resp
     resp
 }
 
+/// The routes of the unauthenticated scrape listener (`METRICS_PORT`):
+/// the metrics text and nothing else.
+pub fn scrape_router(st: AppState) -> axum::Router {
+    axum::Router::new()
+        .route("/metrics", axum::routing::get(prometheus))
+        .route("/metrics/prometheus", axum::routing::get(prometheus))
+        .with_state(st)
+}
+
 pub async fn prometheus(State(st): State<AppState>) -> Response {
     let m = &st.metrics;
     let total = st.registry.store().query_count();

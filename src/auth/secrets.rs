@@ -84,13 +84,15 @@ pub fn resolve_secrets(config: &Config) -> Result<Secrets, SetupError> {
     );
     let jwt_needed = config.jwt_algorithm.starts_with("HS");
     if config.is_production() {
+        let mut wanted = Vec::new();
         if jwt_needed {
-            check_production_secret("JWT_SECRET_KEY", config.jwt_secret_key.as_deref())?;
+            wanted.push(("JWT_SECRET_KEY", config.jwt_secret_key.as_deref()));
         }
-        check_production_secret(
+        wanted.push((
             "AUTH_ENCRYPTION_SECRET",
             config.auth_encryption_secret.as_deref(),
-        )?;
+        ));
+        check_production_secrets(&wanted)?;
     }
     if changed {
         write_private(
@@ -117,15 +119,31 @@ fn work_tree_of(file: &Path) -> Option<std::path::PathBuf> {
         .map(Path::to_path_buf)
 }
 
-fn check_production_secret(name: &str, value: Option<&str>) -> Result<(), SetupError> {
-    match value.filter(|v| !v.is_empty()) {
-        None => Err(SetupError::Production(format!(
-            "{name} is not set (generated secrets are for development only)"
-        ))),
-        Some(v) => match crypto::weak_secret_reason(v) {
-            Some(reason) => Err(SetupError::Production(format!("{name} {reason}"))),
-            None => Ok(()),
-        },
+/// Every missing or weak secret at once, with what to set.
+fn check_production_secrets(wanted: &[(&str, Option<&str>)]) -> Result<(), SetupError> {
+    let mut missing = Vec::new();
+    let mut weak = Vec::new();
+    for (name, value) in wanted {
+        match value.filter(|v| !v.is_empty()) {
+            None => missing.push(*name),
+            Some(v) => {
+                if let Some(reason) = crypto::weak_secret_reason(v) {
+                    weak.push(format!("{name} {reason}"));
+                }
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    if !missing.is_empty() {
+        problems.push(format!(
+            "set {} (generated secrets are for development only; make each with `openssl rand -hex 32`, and keep them: tokens and stored credentials depend on them)",
+            missing.join(" and ")
+        ));
+    }
+    problems.extend(weak);
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(SetupError::Production(problems.join("; "))),
     }
 }
 

@@ -86,6 +86,8 @@ pub(crate) fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
 pub struct Config {
     pub host: String,
     pub port: u16,
+    pub metrics_port: Option<u16>,
+    pub metrics_host: Option<String>,
     pub environment: String,
     pub database_url: String,
     pub db_pool_size: u32,
@@ -189,6 +191,8 @@ impl Default for Config {
         Config {
             host: "127.0.0.1".into(),
             port: 4444,
+            metrics_port: None,
+            metrics_host: None,
             environment: "development".into(),
             database_url: "sqlite://mcpgate.db".into(),
             db_pool_size: 20,
@@ -441,6 +445,17 @@ impl Config {
         PathBuf::from(".")
     }
 
+    /// Where the unauthenticated metrics listener binds, when it is on.
+    pub fn metrics_addr(&self) -> Option<String> {
+        let port = self.metrics_port?;
+        let host = self.metrics_host.as_deref().unwrap_or(&self.host);
+        Some(if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        })
+    }
+
     /// Whether the MCP endpoints need a token.
     pub fn mcp_auth_required(&self) -> bool {
         self.mcp_require_auth.unwrap_or(self.auth_required)
@@ -495,12 +510,17 @@ fn read_yaml(path: &Path) -> Result<Map<String, Value>, ConfigError> {
 
 /// Optional booleans: unset by default, `true`/`false` when given.
 const NULLABLE_BOOLS: &[&str] = &["mcp_require_auth"];
+/// Optional numbers: unset by default, a number when given.
+const NULLABLE_NUMBERS: &[&str] = &["metrics_port"];
 
 /// Converts an environment string to the JSON type of the setting's default.
 fn env_value(key: &str, raw: &str, default: &Value) -> Result<Value, ConfigError> {
     let raw = raw.trim();
     if default.is_null() && NULLABLE_BOOLS.contains(&key) && !raw.is_empty() {
         return env_value(key, raw, &Value::Bool(false));
+    }
+    if default.is_null() && NULLABLE_NUMBERS.contains(&key) && !raw.is_empty() {
+        return env_value(key, raw, &Value::from(0u64));
     }
     Ok(match default {
         Value::Number(n) if n.is_f64() => {

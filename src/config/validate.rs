@@ -38,6 +38,22 @@ fn listeners(c: &Config, out: &mut Vec<ConfigError>) {
         "edge_port",
         "must differ from port",
     );
+    if let Some(m) = c.metrics_port.filter(|m| *m != 0) {
+        check(
+            out,
+            m != c.port && !(c.edge_enabled && m == c.edge_port),
+            "metrics_port",
+            "must differ from port and edge_port",
+        );
+    }
+    if let Some(h) = &c.metrics_host {
+        check(
+            out,
+            h.parse::<std::net::IpAddr>().is_ok() || h == "localhost",
+            "metrics_host",
+            "must be an IP address or `localhost`",
+        );
+    }
 }
 
 fn store(c: &Config, out: &mut Vec<ConfigError>) {

@@ -56,6 +56,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The edge's address, when it runs.
     pub edge_addr: Option<SocketAddr>,
+    /// The scrape listener's address, when `METRICS_PORT` is set.
+    pub metrics_addr: Option<SocketAddr>,
     edge: Option<EdgeHandle>,
     edge_config: Arc<ArcSwap<EdgeConfig>>,
     pub state: AppState,
@@ -133,6 +135,32 @@ impl Running {
     pub fn trigger_shutdown(&self) {
         let _ = self.shutdown.send(true);
     }
+}
+
+/// The scrape listener: Prometheus reads it without a token, so it serves
+/// the metrics and nothing else, and is off unless `METRICS_PORT` is set.
+async fn serve_metrics(
+    addr: &str,
+    state: AppState,
+    tasks: &mut Tasks,
+) -> Result<SocketAddr, StartError> {
+    let bind_error = |source| StartError::Bind {
+        addr: addr.to_owned(),
+        source,
+    };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    let app = crate::api::metrics::scrape_router(state);
+    tasks.spawn("metrics-listener", move |stop| async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "the metrics listener failed");
+        }
+    });
+    tracing::info!(metrics = %local, "metrics listening");
+    Ok(local)
 }
 
 /// `count` listening sockets on one address with SO_REUSEPORT (the first
@@ -490,9 +518,14 @@ pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartE
         None
     };
     tracing::info!(%local, database = state.registry.store().backend().as_str(), replica = bus.replica(), "mcpgate listening");
+    let metrics_addr = match config.metrics_addr() {
+        Some(addr) => Some(serve_metrics(&addr, state.clone(), &mut tasks).await?),
+        None => None,
+    };
     readiness.set(Phase::Ready);
     Ok(Running {
         addr: local,
+        metrics_addr,
         edge_addr: edge.as_ref().map(|e| e.addr),
         edge,
         edge_config,
