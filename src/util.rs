@@ -7,6 +7,19 @@ pub fn now() -> String {
         .to_string()
 }
 
+/// An error and its causes, `outer: inner: innermost`: reqwest's own text
+/// ("error sending request") says nothing of why.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
 pub fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()
 }

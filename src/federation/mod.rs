@@ -2,6 +2,7 @@
 //! session when relaying), discovery of their tools, resources and prompts,
 //! health checks, and REST APIs wrapped as tools.
 
+pub mod clients;
 pub mod discovery;
 pub mod health;
 pub mod rest;
@@ -22,6 +23,7 @@ use crate::crypto::Sealer;
 use crate::mcp::jsonrpc::RpcError;
 use crate::mcp::session::Session;
 use crate::registry::model::Gateway;
+use clients::HttpClients;
 use ssrf::{GuardedResolver, SsrfPolicy};
 use upstream::{Relay, Transport, Upstream, UpstreamError, UpstreamSpec};
 
@@ -70,7 +72,7 @@ struct SlotInner {
 type Slot = Arc<SlotInner>;
 
 pub struct Federation {
-    pub http: reqwest::Client,
+    pub http: HttpClients,
     pub policy: Arc<SsrfPolicy>,
     pub sealer: Sealer,
     pub cfg: FedConfig,
@@ -121,16 +123,19 @@ impl Federation {
             allow_private: config.ssrf_allow_private_networks,
             allowed: crate::util::parse_networks(&config.ssrf_allowed_networks).unwrap_or_default(),
         });
-        let http = reqwest::Client::builder()
-            .dns_resolver(Arc::new(GuardedResolver {
-                policy: policy.clone(),
-            }))
-            .connect_timeout(Duration::from_secs(5))
-            .pool_max_idle_per_host(512)
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .user_agent(concat!("mcpgate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("HTTP client");
+        let resolver = policy.clone();
+        let http = HttpClients::new(move || {
+            reqwest::Client::builder()
+                .dns_resolver(Arc::new(GuardedResolver {
+                    policy: resolver.clone(),
+                }))
+                .connect_timeout(Duration::from_secs(5))
+                .pool_max_idle_per_host(512)
+                .redirect(reqwest::redirect::Policy::limited(5))
+                .user_agent(concat!("mcpgate/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .expect("HTTP client")
+        });
         let (tx, rx) = mpsc::unbounded_channel();
         Arc::new(Federation {
             http,

@@ -74,7 +74,11 @@ pub async fn invoke(fed: &Federation, tool: &Tool, args: Value, timeout: Duratio
     }
     let method =
         reqwest::Method::from_bytes(tool.request_type.as_bytes()).unwrap_or(reqwest::Method::POST);
-    let mut req = fed.http.request(method.clone(), &url).timeout(timeout);
+    let mut req = fed
+        .http
+        .get()
+        .request(method.clone(), &url)
+        .timeout(timeout);
     if method == reqwest::Method::GET || method == reqwest::Method::DELETE {
         let pairs: Vec<(String, String)> =
             rest.iter().map(|(k, v)| (k.clone(), scalar(v))).collect();
@@ -105,13 +109,10 @@ pub async fn invoke(fed: &Federation, tool: &Tool, args: Value, timeout: Duratio
             return error_result(format!("the REST call timed out after {timeout:?}"));
         }
         Err(e) => {
-            let mut msg = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                msg = format!("{msg}: {s}");
-                src = s.source();
-            }
-            return error_result(format!("the REST call failed: {msg}"));
+            return error_result(format!(
+                "the REST call failed: {}",
+                crate::util::error_chain(&e)
+            ));
         }
     };
     let status = resp.status();

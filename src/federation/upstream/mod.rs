@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::federation::clients::HttpClients;
 use crate::mcp::dispatch::BoxFut;
 use crate::mcp::jsonrpc::{self, RpcError};
 use crate::mcp::protocol;
@@ -178,7 +179,7 @@ impl Upstream {
     pub async fn connect(
         spec: UpstreamSpec,
         client_capabilities: Value,
-        http: &reqwest::Client,
+        http: &HttpClients,
         timeout: Duration,
         on_unsolicited: Option<mpsc::UnboundedSender<(String, Value)>>,
         session_relay: Option<Arc<dyn Relay>>,
@@ -188,7 +189,7 @@ impl Upstream {
                 Inner::Http(Arc::new(HttpConn::new(&spec, http, on_unsolicited.clone())))
             }
             Transport::Sse => {
-                Inner::Stream(sse::connect(&spec, http, timeout, on_unsolicited).await?)
+                Inner::Stream(sse::connect(&spec, &http.get(), timeout, on_unsolicited).await?)
             }
             Transport::Stdio => Inner::Stream(stdio::spawn(&spec, on_unsolicited)?),
         };
@@ -239,7 +240,7 @@ impl Upstream {
     /// connects afresh.
     pub fn resume(
         spec: UpstreamSpec,
-        http: &reqwest::Client,
+        http: &HttpClients,
         resumed: Resumed,
         on_unsolicited: Option<mpsc::UnboundedSender<(String, Value)>>,
         session_relay: Option<Arc<dyn Relay>>,

@@ -17,11 +17,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{CallRelay, NoRelay, Relay, UpstreamError, UpstreamSpec, answer, rpc_result};
+use crate::federation::clients::HttpClients;
 use crate::mcp::jsonrpc::{self, Message};
 
 pub(super) struct HttpConn {
     url: String,
-    client: reqwest::Client,
+    client: HttpClients,
     headers: Vec<(String, String)>,
     session: Mutex<Option<String>>,
     version: Mutex<Option<String>>,
@@ -48,7 +49,7 @@ impl Drop for InFlight<'_> {
 impl HttpConn {
     pub(super) fn new(
         spec: &UpstreamSpec,
-        client: &reqwest::Client,
+        client: &HttpClients,
         on_unsolicited: Option<mpsc::UnboundedSender<(String, Value)>>,
     ) -> HttpConn {
         HttpConn {
@@ -93,6 +94,7 @@ impl HttpConn {
     fn post(&self, body: &Value) -> reqwest::RequestBuilder {
         let mut req = self
             .client
+            .get()
             .post(&self.url)
             .header("accept", "application/json, text/event-stream")
             .header("content-type", "application/json")
@@ -112,11 +114,11 @@ impl HttpConn {
     fn connect_error(&self, name: &str, e: reqwest::Error) -> UpstreamError {
         self.alive.store(false, Ordering::Relaxed);
         if e.is_connect() || e.is_builder() {
-            UpstreamError::Connect(name.to_owned(), e.to_string())
+            UpstreamError::Connect(name.to_owned(), crate::util::error_chain(&e))
         } else if e.is_timeout() {
             UpstreamError::Failed(name.to_owned(), "timed out".into())
         } else {
-            UpstreamError::Failed(name.to_owned(), e.to_string())
+            UpstreamError::Failed(name.to_owned(), crate::util::error_chain(&e))
         }
     }
 
@@ -313,6 +315,7 @@ impl HttpConn {
             let Some(sid) = self.session_id() else { return };
             let mut req = self
                 .client
+                .get()
                 .get(&self.url)
                 .header("accept", "text/event-stream")
                 .header("mcp-session-id", sid);
@@ -375,7 +378,11 @@ impl HttpConn {
         self.stop.cancel();
         let sid = self.session.lock().clone();
         if let Some(sid) = sid {
-            let mut req = self.client.delete(&self.url).header("mcp-session-id", sid);
+            let mut req = self
+                .client
+                .get()
+                .delete(&self.url)
+                .header("mcp-session-id", sid);
             for (k, v) in &self.headers {
                 req = req.header(k, v);
             }
