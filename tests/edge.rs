@@ -298,6 +298,29 @@ async fn encodings_are_negotiated_and_stored_per_encoding() {
     e.stop().await;
 }
 
+/// A cacheable answer under the compression minimum, asked for with gzip:
+/// the pre-cache compressor was adjusted after it had started, which
+/// panicked on the edge thread and aborted the whole process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_cacheable_answers_with_gzip_do_not_crash_the_edge() {
+    let db = Db::new(Backend::Sqlite).await;
+    let e = Edge::start(edge_config(&db)).await;
+    let t = e.gw.admin.clone();
+    for (round, want) in [("first", "MISS"), ("second", "HIT")] {
+        for accept in ["gzip", "gzip, deflate, br, zstd"] {
+            let path = format!("/v1/gateways?limit=7&a={}", accept.len());
+            let r = e.get(&path, Some(&t), &[("accept-encoding", accept)]).await;
+            assert_eq!(r.status(), StatusCode::OK, "{round} {accept}");
+            assert_eq!(status(&r), want, "{round} {accept}");
+            assert!(r.headers().get("content-encoding").is_none());
+            assert_eq!(r.text().await.unwrap(), "[]");
+        }
+    }
+    let r = e.get("/health", None, &[]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    e.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_fill_for_concurrent_misses() {
     let db = Db::new(Backend::Sqlite).await;

@@ -259,10 +259,15 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
         Ok(())
     }
 
-    async fn upstream_response_filter(
+    /// Answers under the minimum size are stored uncompressed. This runs
+    /// before the pre-cache compressor reads the header; in
+    /// `upstream_response_filter` it ran after, and adjusting a compressor
+    /// already at work panics (which aborted the process).
+    async fn adjust_upstream_modules(
         &self,
         session: &mut Session,
-        resp: &mut ResponseHeader,
+        resp: &ResponseHeader,
+        _end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
         let small = resp
@@ -271,7 +276,7 @@ impl<A: EdgeApp> ProxyHttp for EdgeProxy<A> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok())
             .is_some_and(|l| l < ctx.config.compression.minimum_size);
-        if small {
+        if small && session.upstream_compression.is_header_phase() {
             session.upstream_compression.adjust_level(0);
         }
         Ok(())
