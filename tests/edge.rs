@@ -630,3 +630,28 @@ async fn reload_applies_the_body_limit_and_auth_ttls_on_both_ports() {
     assert_eq!(report.needs_restart, vec!["port"]);
     e.stop().await;
 }
+
+/// The OpenAPI document is public and kept by the `schema` zone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_is_cached_in_the_schema_zone() {
+    let db = Db::new(Backend::Sqlite).await;
+    let e = Edge::start(edge_config(&db)).await;
+    for (want, accept) in [
+        ("MISS", "gzip"),
+        ("HIT", "gzip"),
+        ("MISS", "br"),
+        ("HIT", "br"),
+    ] {
+        let r = e
+            .get("/openapi.json", None, &[("accept-encoding", accept)])
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(status(&r), want, "{accept}");
+        assert_eq!(r.headers()["content-encoding"], accept);
+    }
+    let r = e.get("/docs", None, &[]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(status(&r), "MISS");
+    assert!(e.gw.metrics().await.contains("zone=\"schema\""));
+    e.stop().await;
+}

@@ -133,7 +133,7 @@ async fn every_write_announces_once(backend: Backend) {
             json!({"name": "nowhere", "url": "http://127.0.0.1:9/mcp", "transport": "STREAMABLEHTTP"}),
         )
         .await;
-    assert_eq!(s, StatusCode::BAD_GATEWAY);
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     seen.none("a gateway that cannot be reached is not written");
 
     // A virtual server with its associations.

@@ -936,7 +936,8 @@ async fn upstream_faults_fail_fast_and_recover() {
             json!({"name": "ghost", "url": "http://127.0.0.1:9/mcp"}),
         )
         .await;
-    assert_eq!(s, StatusCode::BAD_GATEWAY, "{v}");
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["field"], "url", "{v}");
     assert!(
         gw.get("/v1/gateways", &t)
             .await
@@ -1096,7 +1097,8 @@ async fn rest_tools_are_called_through_the_ssrf_guard() {
             json!({"name": "local", "url": format!("{base}/mcp")}),
         )
         .await;
-    assert_eq!(s, StatusCode::BAD_GATEWAY);
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["field"], "url", "{v}");
     assert!(v["detail"].as_str().unwrap().contains("SSRF"), "{v}");
     gw.stop().await;
 }

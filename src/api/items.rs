@@ -17,13 +17,20 @@ use serde_json::Value;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{JsonBody, QueryParams, typed};
+use super::openapi::{
+    Doc, Done, Routes, any_object, array_of, bare_or_wrapped, boolean, op, page_of, page_size,
+    string,
+};
 use crate::access::Principal;
 use crate::federation::discovery;
+use crate::federation::upstream::UpstreamError;
 use crate::registry::discovered::Discovery;
 use crate::registry::input::*;
 use crate::registry::model::*;
 use crate::registry::snapshot::{Collection, Entry, Snapshot};
 use crate::store::{Record, StoreError};
+use utoipa::openapi::path::HttpMethod;
+use utoipa::openapi::{RefOr, schema::Schema};
 
 /// What a write carries besides the record itself: a credential to seal,
 /// and (servers) the items to bundle.
@@ -33,11 +40,16 @@ pub struct WriteExtras {
     pub members: AssociationInput,
 }
 
-pub trait ItemKind: Owned + Record + Clone + Send + Sync + 'static {
+pub trait ItemKind: Owned + Record + Clone + Send + Sync + utoipa::ToSchema + 'static {
     /// The key of the wrapped create shape (`{"tool": {...}}`).
     const WRAPPER: &'static str;
     const LABEL: &'static str;
-    type Input: DeserializeOwned + Send;
+    type Input: DeserializeOwned + Send + utoipa::ToSchema;
+
+    /// The schema of the item as the API answers it.
+    fn answer_schema(doc: &mut Doc) -> RefOr<Schema> {
+        doc.component::<Self>()
+    }
 
     fn collection(s: &Snapshot) -> &Collection<Self>;
     fn new_item(owner: &str, now: &str) -> Self;
@@ -184,12 +196,16 @@ impl ItemKind for Gateway {
         }
         let discovery = match discovery::discover(&st.federation, gw).await {
             Ok(d) => Discovery::Offered(d),
+            // What the client sent names an upstream that cannot be used:
+            // its request is what must change (422 on `url`), not a failure
+            // of this gateway.
+            Err(e @ UpstreamError::Refused(..)) => {
+                st.federation.forget(&gw.id).await;
+                return Err(bad("url", e.to_string()).into());
+            }
             Err(e) if create => {
                 st.federation.forget(&gw.id).await;
-                return Err(ApiError::BadGateway(format!(
-                    "cannot register gateway {}: {e}",
-                    gw.name
-                )));
+                return Err(bad("url", format!("cannot register gateway {}: {e}", gw.name)).into());
             }
             Err(e) => {
                 tracing::warn!(gateway = %gw.name, error = %e, "gateway updated but its upstream did not answer");
@@ -244,6 +260,17 @@ fn check_ids<T: Owned>(
 
 impl ItemKind for Server {
     item_kind!("server", ServerInput, servers, ServerInput::new_server);
+    /// A server is answered with the ids it bundles.
+    fn answer_schema(doc: &mut Doc) -> RefOr<Schema> {
+        let server = doc.component::<Server>();
+        let bundle = doc.component::<Associations>();
+        doc.named(
+            "ServerWithAssociations",
+            utoipa::openapi::schema::AllOfBuilder::new()
+                .item(server)
+                .item(bundle),
+        )
+    }
     fn apply(input: ServerInput, item: &mut Self, create: bool) -> Result<WriteExtras, InputError> {
         Ok(WriteExtras {
             members: input.apply(item, create)?,
@@ -677,25 +704,147 @@ async fn refresh_gateway(
     .into_response())
 }
 
-fn crud<K: ItemKind>(router: axum::Router<AppState>, base: &str) -> axum::Router<AppState> {
-    router
-        .route(base, get(list::<K>).post(create::<K>))
-        .route(
-            &format!("{base}/{{id}}"),
-            get(get_one::<K>).put(update::<K>).delete(delete::<K>),
+/// The list filters every collection takes.
+fn list_filters(o: super::openapi::Op) -> super::openapi::Op {
+    o.query("include_inactive", boolean(), "include disabled items")
+        .query("tags", string(), "comma-separated; any match")
+        .query("team_id", string(), "only this team's items")
+        .query("visibility", string(), "private, team or public")
+        .query("gateway_id", string(), "only items of this gateway")
+        .query("limit", page_size(), "page size, 1 to 500 (default 50)")
+        .query("cursor", string(), "the X-Next-Cursor of the previous page")
+        .query(
+            "include_pagination",
+            boolean(),
+            "answer {\"items\": [...], \"nextCursor\": ...} instead of an array",
         )
-        .route(&format!("{base}/{{id}}/state"), post(set_state::<K>))
 }
 
-pub fn routes() -> axum::Router<AppState> {
-    let r = axum::Router::new();
+fn crud<K: ItemKind>(r: Routes, base: &str) -> Routes {
+    let label = K::LABEL;
+    let tag = format!("{label}s");
+    let (one, many) = (label.to_owned(), tag.clone());
+    r.route(base, get(list::<K>).post(create::<K>), move |doc| {
+        let item = K::answer_schema(doc);
+        let input = doc.component::<K::Input>();
+        vec![
+            list_filters(op(
+                &format!("list_{many}"),
+                &many,
+                &format!("List the visible {many}"),
+            ))
+            .answers(200, &format!("The {many}"), page_of(item.clone()))
+            .fails(&[400, 401, 422])
+            .on(HttpMethod::Get),
+            op(&format!("create_{one}"), &many, &format!("Create a {one}"))
+                .body(bare_or_wrapped(K::WRAPPER, input))
+                .answers(201, &format!("The {one} as stored"), item)
+                .fails(&[400, 401, 403, 409, 413, 422, 503])
+                .on(HttpMethod::Post),
+        ]
+    })
+    .route(
+        &format!("{base}/{{id}}"),
+        get(get_one::<K>).put(update::<K>).delete(delete::<K>),
+        {
+            let (one, many) = (label.to_owned(), tag.clone());
+            move |doc| {
+                let item = K::answer_schema(doc);
+                let input = doc.component::<K::Input>();
+                let done = doc.component::<Done>();
+                let id = format!("the {one}'s id");
+                vec![
+                    op(&format!("get_{one}"), &many, &format!("Get a {one}"))
+                        .path_param("id", &id)
+                        .answers(200, &format!("The {one}"), item.clone())
+                        .fails(&[401, 404])
+                        .on(HttpMethod::Get),
+                    op(
+                        &format!("update_{one}"),
+                        &many,
+                        &format!("Change a {one} (only the fields given)"),
+                    )
+                    .path_param("id", &id)
+                    .body(bare_or_wrapped(K::WRAPPER, input))
+                    .answers(200, &format!("The {one} as stored"), item)
+                    .fails(&[400, 401, 403, 404, 409, 413, 422, 503])
+                    .on(HttpMethod::Put),
+                    op(&format!("delete_{one}"), &many, &format!("Delete a {one}"))
+                        .path_param("id", &id)
+                        .answers(200, "Deleted", done)
+                        .fails(&[401, 403, 404, 409, 503])
+                        .on(HttpMethod::Delete),
+                ]
+            }
+        },
+    )
+    .route(&format!("{base}/{{id}}/state"), post(set_state::<K>), {
+        let (one, many) = (label.to_owned(), tag);
+        move |doc| {
+            let item = K::answer_schema(doc);
+            vec![
+                op(
+                    &format!("set_{one}_state"),
+                    &many,
+                    &format!("Enable or disable a {one}"),
+                )
+                .path_param("id", &format!("the {one}'s id"))
+                .required_query("activate", boolean(), "true to enable, false to disable")
+                .answers(200, &format!("The {one}"), item)
+                .fails(&[400, 401, 403, 404, 503])
+                .on(HttpMethod::Post),
+            ]
+        }
+    })
+}
+
+pub fn routes() -> Routes {
+    let r = Routes::default();
     let r = crud::<Tool>(r, "/tools");
     let r = crud::<Gateway>(r, "/gateways");
     let r = crud::<Resource>(r, "/resources");
     let r = crud::<Prompt>(r, "/prompts");
     let r = crud::<Server>(r, "/servers");
-    r.route("/gateways/{id}/tools/refresh", post(refresh_gateway))
-        .route("/servers/{id}/tools", get(server_tools))
-        .route("/servers/{id}/resources", get(server_resources))
-        .route("/servers/{id}/prompts", get(server_prompts))
+    r.route(
+        "/gateways/{id}/tools/refresh",
+        post(refresh_gateway),
+        |_| {
+            vec![
+                op(
+                    "refresh_gateway",
+                    "gateways",
+                    "Discover a gateway's tools, resources and prompts again",
+                )
+                .path_param("id", "the gateway's id")
+                .answers(200, "Counts of what the gateway now offers", any_object())
+                .fails(&[401, 403, 404, 502, 503])
+                .on(HttpMethod::Post),
+            ]
+        },
+    )
+    .route("/servers/{id}/tools", get(server_tools), |doc| {
+        let t = doc.component::<Tool>();
+        vec![bundled("tools", t)]
+    })
+    .route("/servers/{id}/resources", get(server_resources), |doc| {
+        let t = doc.component::<Resource>();
+        vec![bundled("resources", t)]
+    })
+    .route("/servers/{id}/prompts", get(server_prompts), |doc| {
+        let t = doc.component::<Prompt>();
+        vec![bundled("prompts", t)]
+    })
+}
+
+fn bundled(what: &str, item: RefOr<Schema>) -> (HttpMethod, utoipa::openapi::path::Operation) {
+    op(
+        &format!("server_{what}"),
+        "servers",
+        &format!("The {what} a virtual server bundles"),
+    )
+    .path_param("id", "the server's id")
+    .query("include_inactive", boolean(), "include disabled items")
+    .answers(200, &format!("The visible {what}"), array_of(item))
+    .fails(&[400, 401, 404])
+    .on(HttpMethod::Get)
 }

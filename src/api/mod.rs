@@ -8,6 +8,7 @@ pub mod health;
 pub mod items;
 pub mod mcp_routes;
 pub mod metrics;
+pub mod openapi;
 pub mod teams;
 pub mod tokens;
 
@@ -148,10 +149,94 @@ async fn deprecated(State(st): State<AppState>, req: Request, next: Next) -> Res
     resp
 }
 
-fn api_routes() -> axum::Router<AppState> {
+fn api_routes() -> openapi::Routes {
     items::routes()
         .merge(teams::routes())
         .merge(tokens::routes())
+}
+
+/// The document of everything [`router`] serves that is not MCP transport:
+/// the REST API under `/v1`, and the public routes.
+pub fn document() -> utoipa::openapi::OpenApi {
+    use openapi::{any_object, op};
+    use utoipa::openapi::path::HttpMethod;
+    let mut top = openapi::Routes::default();
+    top.take_doc(api_routes().doc, "/v1");
+    let mut doc = top.doc;
+    let public = |id: &str, summary: &str| op(id, "operations", summary).public();
+    let health = vec![
+        (
+            "/health",
+            public("health", "Liveness: 200 when the database answers")
+                .answers(200, "Healthy", any_object())
+                .answers(503, "The database does not answer", any_object())
+                .on(HttpMethod::Get),
+        ),
+        (
+            "/ready",
+            public(
+                "ready",
+                "Readiness: 200 when serving and every backing service answers",
+            )
+            .answers(200, "Ready, with this replica's cluster view", any_object())
+            .answers(
+                503,
+                "Starting, draining, or a dependency is down",
+                any_object(),
+            )
+            .on(HttpMethod::Get),
+        ),
+        (
+            "/version",
+            public("version", "Version, database backend and uptime")
+                .answers(200, "The version", any_object())
+                .on(HttpMethod::Get),
+        ),
+        (
+            "/metrics/prometheus",
+            op(
+                "metrics",
+                "operations",
+                "Prometheus metrics (also on METRICS_PORT without a token)",
+            )
+            .answers_text(200, "Prometheus text format", "text/plain")
+            .fails(&[401])
+            .on(HttpMethod::Get),
+        ),
+        (
+            "/openapi.json",
+            public("openapi", "This document")
+                .answers(200, "OpenAPI 3.1", any_object())
+                .on(HttpMethod::Get),
+        ),
+        (
+            "/docs",
+            public("docs", "This document as a page")
+                .answers_text(200, "HTML", "text/html")
+                .on(HttpMethod::Get),
+        ),
+        (
+            "/rpc",
+            op(
+                "rpc",
+                "mcp",
+                "One JSON-RPC 2.0 message (MCP), answered as JSON, without a session",
+            )
+            .body(any_object())
+            .answers(200, "The JSON-RPC answer (errors included)", any_object())
+            .answers(
+                400,
+                "A JSON-RPC error: the message could not be parsed",
+                any_object(),
+            )
+            .fails(&[401, 413])
+            .on(HttpMethod::Post),
+        ),
+    ];
+    for (path, (method, o)) in health {
+        doc.add(path, method, o);
+    }
+    doc.document()
 }
 
 /// Bodies over the limit get a JSON 413 with `Connection: close` (as
@@ -213,15 +298,53 @@ fn panic_answer(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::Internal(format!("handler panicked: {detail}")).into_response()
 }
 
+/// `/openapi.json` and `/docs`, rendered once: public, and cacheable by the
+/// edge's `schema` zone.
+fn schema_routes() -> axum::Router<AppState> {
+    let doc = document();
+    let json: axum::body::Bytes = doc.to_json().expect("the document serializes").into();
+    let html: axum::body::Bytes = openapi::render_html(&doc).into();
+    const CACHE: &str = "public, max-age=300";
+    axum::Router::new()
+        .route(
+            "/openapi.json",
+            get(move || async move {
+                (
+                    [
+                        (header::CONTENT_TYPE, "application/json"),
+                        (header::CACHE_CONTROL, CACHE),
+                    ],
+                    json,
+                )
+            }),
+        )
+        .route(
+            "/docs",
+            get(move || async move {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                        (header::CACHE_CONTROL, CACHE),
+                    ],
+                    html,
+                )
+            }),
+        )
+}
+
 async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".into())
 }
 
 pub fn router(state: AppState) -> axum::Router {
     let protected = axum::Router::new()
-        .nest("/v1", api_routes())
+        .nest("/v1", api_routes().router)
         .route("/metrics/prometheus", get(metrics::prometheus))
-        .merge(api_routes().layer(middleware::from_fn_with_state(state.clone(), deprecated)))
+        .merge(
+            api_routes()
+                .router
+                .layer(middleware::from_fn_with_state(state.clone(), deprecated)),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_principal,
@@ -233,6 +356,7 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/version", get(health::version))
+        .merge(schema_routes())
         .merge(protected)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), too_large))

@@ -16,12 +16,14 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{JsonBody, typed};
 use super::items::{json_array, json_response};
+use super::openapi::{Done, Routes, array_of, op};
 use crate::access::Principal;
 use crate::registry::input::{MemberInput, TeamInput, bad, check_email, description, team_name};
 use crate::registry::model::{Team, TeamMember, TeamRole, Visibility};
 use crate::registry::snapshot::Snapshot;
 use crate::store::StoreError;
 use crate::util::{new_id, now, slugify};
+use utoipa::openapi::path::HttpMethod;
 
 fn team_visibility(v: Option<&str>, current: Visibility) -> Result<Visibility, ApiError> {
     match v {
@@ -310,13 +312,109 @@ async fn remove_member(
     )
 }
 
-pub fn routes() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/teams", get(list).post(create))
-        .route("/teams/{id}", get(get_one).put(update).delete(delete))
-        .route("/teams/{id}/members", get(list_members).post(add_member))
+pub fn routes() -> Routes {
+    Routes::default()
+        .route("/teams", get(list).post(create), |doc| {
+            let team = doc.component::<Team>();
+            let input = doc.component::<TeamInput>();
+            vec![
+                op(
+                    "list_teams",
+                    "teams",
+                    "The teams the caller belongs to (all, for admins)",
+                )
+                .answers(200, "The teams", array_of(team.clone()))
+                .fails(&[401])
+                .on(HttpMethod::Get),
+                op(
+                    "create_team",
+                    "teams",
+                    "Create a team; the caller becomes its owner",
+                )
+                .body(input)
+                .answers(201, "The team", team)
+                .fails(&[400, 401, 409, 413, 422, 503])
+                .on(HttpMethod::Post),
+            ]
+        })
+        .route(
+            "/teams/{id}",
+            get(get_one).put(update).delete(delete),
+            |doc| {
+                let team = doc.component::<Team>();
+                let input = doc.component::<TeamInput>();
+                let done = doc.component::<Done>();
+                vec![
+                    op("get_team", "teams", "Get a team")
+                        .path_param("id", "the team's id")
+                        .answers(200, "The team", team.clone())
+                        .fails(&[401, 404])
+                        .on(HttpMethod::Get),
+                    op("update_team", "teams", "Change a team (owners)")
+                        .path_param("id", "the team's id")
+                        .body(input)
+                        .answers(200, "The team", team)
+                        .fails(&[400, 401, 403, 404, 409, 413, 422, 503])
+                        .on(HttpMethod::Put),
+                    op("delete_team", "teams", "Delete a team (owners)")
+                        .path_param("id", "the team's id")
+                        .answers(200, "Deleted", done)
+                        .fails(&[401, 403, 404, 409, 503])
+                        .on(HttpMethod::Delete),
+                ]
+            },
+        )
+        .route(
+            "/teams/{id}/members",
+            get(list_members).post(add_member),
+            |doc| {
+                let member = doc.component::<TeamMember>();
+                let input = doc.component::<MemberInput>();
+                vec![
+                    op("list_team_members", "teams", "A team's members")
+                        .path_param("id", "the team's id")
+                        .answers(200, "The members", array_of(member.clone()))
+                        .fails(&[401, 404])
+                        .on(HttpMethod::Get),
+                    op("add_team_member", "teams", "Add a member (owners)")
+                        .path_param("id", "the team's id")
+                        .body(input)
+                        .answers(201, "The membership", member)
+                        .fails(&[400, 401, 403, 404, 409, 413, 422, 503])
+                        .on(HttpMethod::Post),
+                ]
+            },
+        )
         .route(
             "/teams/{id}/members/{email}",
             put(update_member).delete(remove_member),
+            |doc| {
+                let member = doc.component::<TeamMember>();
+                let input = doc.component::<MemberInput>();
+                let done = doc.component::<Done>();
+                vec![
+                    op(
+                        "update_team_member",
+                        "teams",
+                        "Change a member's role (owners)",
+                    )
+                    .path_param("id", "the team's id")
+                    .path_param("email", "the member's email")
+                    .body(input)
+                    .answers(200, "The membership", member)
+                    .fails(&[400, 401, 403, 404, 409, 413, 422, 503])
+                    .on(HttpMethod::Put),
+                    op(
+                        "remove_team_member",
+                        "teams",
+                        "Remove a member (owners, or the member)",
+                    )
+                    .path_param("id", "the team's id")
+                    .path_param("email", "the member's email")
+                    .answers(200, "Removed", done)
+                    .fails(&[401, 403, 404, 409, 503])
+                    .on(HttpMethod::Delete),
+                ]
+            },
         )
 }

@@ -13,12 +13,14 @@ use serde_json::json;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{JsonBody, QueryParams, typed};
+use super::openapi::{Done, Routes, array_of, boolean, op};
 use crate::access::Principal;
 use crate::crypto::sha256_hex;
 use crate::registry::input::{TokenInput, bad};
 use crate::registry::model::ApiToken;
 use crate::store::StoreError;
 use crate::util::{new_id, now};
+use utoipa::openapi::path::HttpMethod;
 
 async fn create(
     State(st): State<AppState>,
@@ -79,7 +81,11 @@ async fn create(
     })?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"access_token": token, "token_type": "bearer", "token": record})),
+        Json(IssuedToken {
+            access_token: token,
+            token_type: "bearer".into(),
+            token: record,
+        }),
     )
         .into_response())
 }
@@ -140,8 +146,55 @@ async fn revoke(
     )
 }
 
-pub fn routes() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/tokens", get(list).post(create))
-        .route("/tokens/{id}", get(get_one).delete(revoke))
+/// The answer to a token's creation: the only time it is shown.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct IssuedToken {
+    pub access_token: String,
+    pub token_type: String,
+    pub token: ApiToken,
+}
+
+pub fn routes() -> Routes {
+    Routes::default()
+        .route("/tokens", get(list).post(create), |doc| {
+            let token = doc.component::<ApiToken>();
+            let input = doc.component::<TokenInput>();
+            let issued = doc.component::<IssuedToken>();
+            vec![
+                op(
+                    "list_tokens",
+                    "tokens",
+                    "The caller's API tokens (everyone's with all=true, for admins)",
+                )
+                .query("all", boolean(), "every user's tokens (admins)")
+                .answers(200, "The tokens (never their secret)", array_of(token))
+                .fails(&[400, 401, 403])
+                .on(HttpMethod::Get),
+                op("create_token", "tokens", "Issue an API token")
+                    .body(input)
+                    .answers(201, "The token, shown this once", issued)
+                    .fails(&[400, 401, 403, 409, 413, 422, 503])
+                    .on(HttpMethod::Post),
+            ]
+        })
+        .route("/tokens/{id}", get(get_one).delete(revoke), |doc| {
+            let token = doc.component::<ApiToken>();
+            let done = doc.component::<Done>();
+            vec![
+                op("get_token", "tokens", "Get one of the caller's tokens")
+                    .path_param("id", "the token's id")
+                    .answers(200, "The token", token)
+                    .fails(&[401, 404])
+                    .on(HttpMethod::Get),
+                op(
+                    "revoke_token",
+                    "tokens",
+                    "Revoke a token (at once, on every replica)",
+                )
+                .path_param("id", "the token's id")
+                .answers(200, "Revoked", done)
+                .fails(&[401, 404, 503])
+                .on(HttpMethod::Delete),
+            ]
+        })
 }

@@ -162,7 +162,7 @@ impl Federation {
         if transport != Transport::Stdio {
             self.policy
                 .check_url(&gw.url)
-                .map_err(|e| UpstreamError::Connect(gw.name.clone(), format!("SSRF guard: {e}")))?;
+                .map_err(|e| UpstreamError::Refused(gw.name.clone(), e))?;
         }
         let headers = match &gw.auth_value {
             Some(sealed) => auth_headers(&self.sealer, gw.auth_type.as_deref(), sealed)

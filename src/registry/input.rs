@@ -88,7 +88,7 @@ pub fn check_url(field: &str, v: &str) -> InputResult<String> {
 }
 
 /// Tags arrive as a list or a comma-separated string.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Tags {
     List(Vec<String>),
@@ -120,7 +120,7 @@ impl Tags {
 }
 
 /// Ids arrive as a list or a comma-separated string.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Ids {
     List(Vec<String>),
@@ -145,10 +145,11 @@ impl Ids {
 }
 
 /// Where an item lives: its team and visibility, as asked for.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct PlacementInput {
     #[serde(alias = "teamId")]
     pub team_id: Option<String>,
+    #[schema(value_type = Option<Visibility>)]
     pub visibility: Option<String>,
 }
 
@@ -180,7 +181,7 @@ impl PlacementInput {
 
 /// Credentials for calling an upstream, in either of the reference's shapes:
 /// a tool's nested `auth` object or a gateway's flat `auth_*` fields.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct AuthInput {
     #[serde(alias = "authType")]
     pub auth_type: Option<String>,
@@ -198,7 +199,7 @@ pub struct AuthInput {
     pub auth_headers: Option<Vec<HeaderPair>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct HeaderPair {
     pub key: String,
     pub value: String,
@@ -274,17 +275,21 @@ fn object_or(field: &str, v: Value) -> InputResult<Value> {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct ToolInput {
+    #[schema(pattern = "^[a-zA-Z0-9_][a-zA-Z0-9._/-]*$", max_length = 128)]
     pub name: Option<String>,
     #[serde(alias = "displayName")]
     pub display_name: Option<String>,
     pub title: Option<String>,
+    #[schema(pattern = "^https?://[^/\\s]+", max_length = 2048)]
     pub url: Option<String>,
     pub description: Option<String>,
     #[serde(alias = "integrationType")]
+    #[schema(value_type = Option<IntegrationType>)]
     pub integration_type: Option<String>,
     #[serde(alias = "requestType")]
+    #[schema(pattern = "^(GET|POST|PUT|PATCH|DELETE)$")]
     pub request_type: Option<String>,
     pub headers: Option<Map<String, Value>>,
     #[serde(alias = "inputSchema")]
@@ -432,11 +437,14 @@ impl ToolInput {
 
 pub const PREFIX_MODES: &[&str] = &["always", "conditional", "never"];
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct GatewayInput {
+    #[schema(pattern = "\\S", max_length = 255)]
     pub name: Option<String>,
+    #[schema(pattern = "^https?://[^/\\s]+", max_length = 2048)]
     pub url: Option<String>,
     pub description: Option<String>,
+    #[schema(value_type = Option<Transport>)]
     pub transport: Option<String>,
     #[serde(alias = "passthroughHeaders")]
     pub passthrough_headers: Option<Vec<String>>,
@@ -514,9 +522,11 @@ impl GatewayInput {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct ResourceInput {
+    #[schema(pattern = "\\S", max_length = 2048)]
     pub uri: Option<String>,
+    #[schema(pattern = "\\S", max_length = 255)]
     pub name: Option<String>,
     pub description: Option<String>,
     #[serde(alias = "mimeType")]
@@ -595,18 +605,21 @@ impl ResourceInput {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct PromptArgument {
+    #[schema(pattern = "\\S", max_length = 255)]
     pub name: String,
     pub description: Option<String>,
     #[serde(default)]
     pub required: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct PromptInput {
+    #[schema(pattern = "\\S", max_length = 255)]
     pub name: Option<String>,
     pub description: Option<String>,
+    #[schema(pattern = "\\S")]
     pub template: Option<String>,
     pub arguments: Option<Vec<PromptArgument>>,
     pub tags: Option<Tags>,
@@ -672,13 +685,15 @@ impl PromptInput {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct ServerInput {
     pub id: Option<String>,
+    #[schema(pattern = "\\S", max_length = 255)]
     pub name: Option<String>,
     pub description: Option<String>,
     pub icon: Option<String>,
     #[serde(alias = "prefixMode")]
+    #[schema(pattern = "^(always|conditional|never)$")]
     pub prefix_mode: Option<String>,
     #[serde(alias = "associatedTools")]
     pub associated_tools: Option<Ids>,
@@ -757,24 +772,30 @@ impl ServerInput {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct TeamInput {
+    #[schema(pattern = "\\S", max_length = 255)]
     pub name: Option<String>,
     pub description: Option<String>,
+    #[schema(value_type = Option<Visibility>)]
     pub visibility: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct MemberInput {
+    #[schema(pattern = "^[^@\\s]+@[^@\\s]+$")]
     pub email: Option<String>,
+    #[schema(value_type = Option<String>, example = "developer", pattern = "^(viewer|member|developer|team_admin|owner)$")]
     pub role: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct TokenInput {
+    #[schema(pattern = "\\S", max_length = 255)]
     pub name: String,
     pub description: Option<String>,
     #[serde(alias = "expiresInDays")]
+    #[schema(minimum = 1, maximum = 3650)]
     pub expires_in_days: Option<u32>,
     #[serde(alias = "teamId")]
     pub team_id: Option<String>,

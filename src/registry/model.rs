@@ -10,7 +10,7 @@ pub use crate::access::{Owned, TeamRole, Visibility};
 use crate::store::{Record, StoreError, Val, col, col_bool, col_json};
 
 /// How the gateway talks to an upstream MCP server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash, utoipa::ToSchema)]
 pub enum Transport {
     #[serde(rename = "STREAMABLEHTTP")]
     StreamableHttp,
@@ -40,7 +40,7 @@ impl Transport {
 }
 
 /// Where a tool's calls go: an upstream MCP server, or one HTTP request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash, utoipa::ToSchema)]
 pub enum IntegrationType {
     #[serde(rename = "MCP")]
     Mcp,
@@ -222,7 +222,7 @@ macro_rules! owned {
     };
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Tool {
     pub id: String,
@@ -265,7 +265,7 @@ record!(Tool, "tools", {
 });
 owned!(Tool, gateway);
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Gateway {
     pub id: String,
@@ -299,7 +299,7 @@ record!(Gateway, "gateways", {
 });
 owned!(Gateway);
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Resource {
     pub id: String,
@@ -329,7 +329,7 @@ record!(Resource, "resources", {
 });
 owned!(Resource, gateway);
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Prompt {
     pub id: String,
@@ -356,7 +356,7 @@ record!(Prompt, "prompts", {
 });
 owned!(Prompt, gateway);
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Server {
     pub id: String,
@@ -380,7 +380,7 @@ record!(Server, "servers", {
 owned!(Server);
 
 /// What a virtual server bundles.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Associations {
     pub associated_tools: Vec<String>,
@@ -388,7 +388,7 @@ pub struct Associations {
     pub associated_prompts: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Team {
     pub id: String,
@@ -408,7 +408,7 @@ record!(Team, "teams", {
     is_personal: flag, visibility: vis, is_active: flag, created_at: text, updated_at: text,
 });
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TeamMember {
     #[serde(skip)]
@@ -448,7 +448,7 @@ impl Record for TeamMember {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiToken {
     pub id: String,

@@ -82,11 +82,12 @@ SE="$CACHE/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
 (cd "$CACHE" && PORT=$SE_PORT exec "$NODE" -r "$HERE/loopback.cjs" "$SE" streamableHttp) >"$WORK/everything.log" 2>&1 &
 PIDS+=($!)
 GW_PORT=$(free_port)
+EDGE=$(free_port)
 SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')
 export JWT_SECRET_KEY=$SECRET AUTH_ENCRYPTION_SECRET=$SECRET DATABASE_URL="sqlite://$WORK/gw.db"
-(cd "$WORK" && PORT=$GW_PORT EDGE_PORT=0 SSRF_ALLOW_LOCALHOST=true MCP_REQUIRE_AUTH=false LOG_LEVEL=warn exec "$BIN/mcpgate" serve) >"$WORK/gateway.log" 2>&1 &
+(cd "$WORK" && PORT=$GW_PORT EDGE_PORT=$EDGE SSRF_ALLOW_LOCALHOST=true MCP_REQUIRE_AUTH=false LOG_LEVEL=warn exec "$BIN/mcpgate" serve) >"$WORK/gateway.log" 2>&1 &
 PIDS+=($!)
-wait_port "$FX_PORT"; wait_port "$FXG_PORT"; wait_port "$SE_PORT"; wait_port "$GW_PORT"
+wait_port "$FX_PORT"; wait_port "$FXG_PORT"; wait_port "$SE_PORT"; wait_port "$GW_PORT"; wait_port "$EDGE"
 TOKEN=$("$BIN/mcpgate" token create --username admin@example.com --admin --exp 120)
 GW="http://127.0.0.1:$GW_PORT"
 
@@ -99,6 +100,7 @@ check() { # check NAME CMD...
 api() { curl -fsS -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' "$@"; }
 register() { api -X POST "$GW/v1/gateways" -d "{\"name\": \"$1\", \"url\": \"$2\", \"transport\": \"$3\"}" >/dev/null; }
 
+PY="$CACHE/venv/bin/python"
 check "register fixture (Streamable HTTP)" register fixture "http://127.0.0.1:$FX_PORT/mcp" STREAMABLEHTTP
 check "register server-everything (Streamable HTTP)" register everything "http://127.0.0.1:$SE_PORT/mcp" STREAMABLEHTTP
 check "register server-everything (stdio)" register "everything stdio" "$NODE $SE stdio" STDIO
@@ -136,7 +138,6 @@ get_stream_conformance() { # every scenario, the four relayed ones included, as 
 }
 check "conformance: through mcpgate in front of an upstream that asks on its GET stream" get_stream_conformance
 
-PY="$CACHE/venv/bin/python"
 DOC="demo://resource/static/document/architecture.md"
 for mode in auto legacy; do
   check "python SDK ($mode) -> everything (Streamable HTTP)" "$PY" "$HERE/py_client.py" "$GW/mcp" --token "$TOKEN" --mode "$mode" \
@@ -149,6 +150,31 @@ check "typescript SDK -> everything (Streamable HTTP)" "$NODE" "$CACHE/ts_client
   '{"message": "hello from typescript"}' "hello from typescript" "$DOC" everything-args-prompt '{"city": "Oslo"}'
 check "typescript SDK -> everything (stdio)" "$NODE" "$CACHE/ts_client.mjs" "$GW/mcp" "$TOKEN" everything-stdio-get-sum \
   '{"a": 2, "b": 3}' "5" "" everything-stdio-simple-prompt '{}'
+
+# --- the REST API against its own OpenAPI document ------------------------------
+openapi_valid() {
+  "$PY" - "$GW/openapi.json" <<'PY'
+import json, sys, urllib.request
+from openapi_spec_validator import validate
+doc = json.load(urllib.request.urlopen(sys.argv[1]))
+validate(doc)
+ops = sum(1 for item in doc["paths"].values() for m in item if m in ("get", "post", "put", "delete"))
+print(f"OpenAPI {doc['openapi']}: valid, {len(doc['paths'])} paths, {ops} operations")
+PY
+}
+check "openapi.json is a valid OpenAPI 3.1 document" openapi_valid
+# Property-based: every operation with generated valid and invalid input, with
+# an admin token, directly and through the edge's cache; no answer may be 5xx.
+schemathesis_run() { # schemathesis_run BASE
+  (cd "$WORK" && "$CACHE/venv/bin/schemathesis" run "$1/openapi.json" -H "Authorization: Bearer $TOKEN" \
+    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+    --max-examples 25 --seed 20261208 --no-color --max-failures 5 --request-timeout 20) >"$WORK/schemathesis.log" 2>&1
+  local rc=$?
+  grep -E "[0-9]+ generated" "$WORK/schemathesis.log" | tail -n 1
+  [ $rc -eq 0 ] || { sed -n '/FAILURES/,/WARNINGS/p' "$WORK/schemathesis.log" | head -n 80; return 1; }
+}
+check "schemathesis: the REST API on :4444 (no 5xx, answers as documented)" schemathesis_run "$GW"
+check "schemathesis: the REST API through the edge (no 5xx, answers as documented)" schemathesis_run "http://127.0.0.1:$EDGE"
 
 # --- several replicas, every request on the next one -----------------------------
 if [ -n "${MCPGATE_TEST_DATABASE_URL:-}" ] && [ -n "${MCPGATE_TEST_REDIS_URL:-}" ] && command -v nginx >/dev/null && command -v psql >/dev/null; then

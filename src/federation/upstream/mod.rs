@@ -52,6 +52,10 @@ pub enum UpstreamError {
     Connect(String, String),
     #[error("upstream {0} failed: {1}")]
     Failed(String, String),
+    /// The SSRF guard refused the upstream's address: a setting or the
+    /// registration is wrong, not the upstream.
+    #[error("upstream {0} refused by the SSRF guard: {1}")]
+    Refused(String, crate::federation::ssrf::SsrfRefusal),
     #[error("upstream {0} did not answer within {1:?}")]
     Timeout(String, Duration),
     #[error("request to upstream {0} was cancelled")]
