@@ -10,7 +10,8 @@ use http_body_util::BodyExt;
 use mcpgate_cache_zones::{Zone, ZoneSpec};
 use mcpgate_proxy::app::BoxError;
 use mcpgate_proxy::{
-    BoxFuture, Compression, EdgeApp, EdgeBody, EdgeConfig, Generations, Rejection, RouteTable,
+    BoxFuture, Compression, EdgeApp, EdgeBody, EdgeConfig, Generations, PostCache, PostCachePolicy,
+    Rejection, RouteTable,
 };
 use tower::ServiceExt;
 
@@ -24,6 +25,9 @@ pub struct AppEdge {
     pub config: Arc<LiveConfig>,
     pub bus: Arc<Bus>,
     pub upstream: SocketAddr,
+    /// Which POSTs the edge may keep, and their keys: the MCP reads,
+    /// decided by the API room (it knows callers and MCP).
+    pub post_cache: Option<Arc<dyn PostCachePolicy>>,
 }
 
 fn reject(status: u16, code: &str, detail: &str) -> Rejection {
@@ -77,6 +81,17 @@ impl EdgeApp for AppEdge {
         self.upstream
     }
 
+    fn cacheable_post<'a>(
+        &'a self,
+        head: &'a http::request::Parts,
+        body: &'a Bytes,
+    ) -> BoxFuture<'a, Option<PostCache>> {
+        match &self.post_cache {
+            Some(policy) => policy.plan(head, body),
+            None => Box::pin(async { None }),
+        }
+    }
+
     fn purged(&self, zone: Option<&str>, path: Option<&str>) {
         let target = match (zone, path) {
             (Some(z), _) => PurgeTarget::Zone(z.to_owned()),
@@ -118,6 +133,13 @@ impl Subscriber for EdgeInvalidation {
             Event::EdgePurge {
                 target: PurgeTarget::Path(p),
             } => self.generations.bump(&format!("path:{p}")),
+            // Kept reads of upstream resources are stale (the mcp zone
+            // keeps them; its entries are cheap to make again).
+            Event::UpstreamResourceUpdated { .. } => {
+                if let Some(zone) = self.zones.iter().find(|zone| zone.name == "mcp") {
+                    zone.purge_all();
+                }
+            }
             Event::TokenRevoked { .. } | Event::TokenIssued { .. } | Event::SessionEnded { .. } => {
             }
         }
@@ -160,6 +182,7 @@ pub fn edge_config(c: &Config) -> EdgeConfig {
         stream_timeout: std::time::Duration::from_secs(c.edge_stream_timeout),
         stale_while_revalidate: c.edge_stale_while_revalidate,
         stale_if_error: c.edge_stale_if_error,
+        post_zone: c.edge_mcp_cache_enabled.then(|| "mcp".to_owned()),
     }
 }
 
@@ -180,6 +203,11 @@ pub fn zone_specs(c: &Config) -> Vec<ZoneSpec> {
             "schema",
             c.edge_cache_schema_bytes,
             Duration::from_secs(c.edge_cache_schema_ttl),
+        ),
+        ZoneSpec::new(
+            "mcp",
+            c.edge_cache_mcp_bytes,
+            Duration::from_secs(c.edge_cache_mcp_ttl),
         ),
     ]
 }

@@ -309,6 +309,69 @@ impl Zone {
     pub fn evicted_total(&self) -> usize {
         self.lru.evicted_items()
     }
+
+    /// A fresh whole object stored by [`Self::put_object`] (or a finished
+    /// fill), for callers that serve outside Pingora's cache machinery (the
+    /// edge's cache of POST answers). Counts a hit or a miss.
+    pub fn get_object(&self, key: &CacheKey) -> Option<Bytes> {
+        let hash = key.combined_bin();
+        let found = self.shard(&hash).read().done.get(&hash).cloned();
+        match found.filter(|e| e.fresh_until > SystemTime::now()) {
+            Some(e) => {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                self.lru.access(
+                    &pingora_cache::eviction::CacheEntryKey::KeyOnly(key.to_compact()),
+                    e.body.len(),
+                    e.fresh_until,
+                );
+                Some(e.body.clone())
+            }
+            None => {
+                self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Stores a whole object for `ttl` in the zone's budget; what the LRU
+    /// evicts to make room is dropped. Larger than the zone's object limit:
+    /// not stored (false).
+    pub fn put_object(
+        &self,
+        key: &CacheKey,
+        header: pingora_http::ResponseHeader,
+        body: Bytes,
+        ttl: Duration,
+    ) -> bool {
+        if body.len() > self.max_object_bytes() || ttl.is_zero() {
+            return false;
+        }
+        let now = SystemTime::now();
+        let entry = Entry {
+            fresh_until: now + ttl,
+            created: now,
+            stale_while_revalidate: 0,
+            stale_if_error: 0,
+            header,
+            body,
+        };
+        let (size, fresh_until) = (entry.body.len(), entry.fresh_until);
+        let hash = key.combined_bin();
+        self.shard(&hash).write().done.insert(hash, Arc::new(entry));
+        self.stats.stores.fetch_add(1, Ordering::Relaxed);
+        let evicted = self.lru.admit(
+            pingora_cache::eviction::CacheEntryKey::KeyOnly(key.to_compact()),
+            size,
+            fresh_until,
+        );
+        for e in evicted {
+            let hash = e.key().combined_bin();
+            if self.shard(&hash).write().done.remove(&hash).is_some() {
+                self.stats.evictions.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        true
+    }
 }
 
 struct Hit {
@@ -663,6 +726,53 @@ mod tests {
         assert!(
             matches!(miss.finish().await.unwrap(), MissFinishType::Created(n) if n == body.len())
         );
+    }
+
+    #[test]
+    fn whole_objects_are_kept_for_their_ttl_within_the_budget() {
+        let zone = Zone::leak(&ZoneSpec::new("o", 4096, Duration::from_secs(60)));
+        let head = || pingora_http::ResponseHeader::build(200, None).unwrap();
+        let key = |i: usize| CacheKey::new(format!("POST /rpc {i}"), "");
+        assert!(zone.get_object(&key(0)).is_none());
+        assert!(zone.put_object(
+            &key(0),
+            head(),
+            Bytes::from_static(b"zero"),
+            Duration::from_secs(60)
+        ));
+        assert_eq!(
+            zone.get_object(&key(0)).unwrap(),
+            Bytes::from_static(b"zero")
+        );
+        // Expired: not served.
+        assert!(zone.put_object(
+            &key(1),
+            head(),
+            Bytes::from_static(b"one"),
+            Duration::from_nanos(1)
+        ));
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(zone.get_object(&key(1)).is_none());
+        // Over the object limit (budget / 8): refused.
+        assert!(!zone.put_object(
+            &key(2),
+            head(),
+            Bytes::from(vec![b'x'; 600]),
+            Duration::from_secs(60)
+        ));
+        // The budget holds: old entries are evicted as new ones come.
+        for i in 3..40 {
+            assert!(zone.put_object(
+                &key(i),
+                head(),
+                Bytes::from(vec![b'y'; 500]),
+                Duration::from_secs(60)
+            ));
+        }
+        let s = zone.snapshot();
+        assert!(s.bytes <= 4096, "{s:?}");
+        assert!(s.evictions > 0, "{s:?}");
+        assert!(zone.get_object(&key(39)).is_some());
     }
 
     #[tokio::test]

@@ -21,6 +21,32 @@ pub struct Rejection {
     pub body: String,
 }
 
+/// A POST whose answer the edge may keep (the application's reads over
+/// POST, such as MCP `tools/list`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostCache {
+    /// Everything the answer depends on, the caller's authorization context
+    /// included unless `shared`.
+    pub key: String,
+    /// One entry for every caller allowed to see the answer: it is kept only
+    /// when the answer says `Cache-Control: public`.
+    pub shared: bool,
+    /// The bytes of the answer that are this request's own (its JSON-RPC
+    /// id); they come first in the answer, before anything that could repeat
+    /// them. The entry is kept without them, and each hit gets its own.
+    pub own: Bytes,
+}
+
+/// The decision of [`EdgeApp::cacheable_post`], for an application that
+/// hands it to another part of itself.
+pub trait PostCachePolicy: Send + Sync + 'static {
+    fn plan<'a>(
+        &'a self,
+        head: &'a http::request::Parts,
+        body: &'a Bytes,
+    ) -> BoxFuture<'a, Option<PostCache>>;
+}
+
 pub trait EdgeApp: Send + Sync + 'static {
     /// Verifies the caller of a cacheable request; returns its visibility
     /// scope (the cache key part that keeps users and teams apart).
@@ -32,6 +58,15 @@ pub trait EdgeApp: Send + Sync + 'static {
     /// May this scope purge caches?
     fn can_purge(&self, scope: &str) -> bool {
         scope == "admin"
+    }
+    /// Whether this POST's answer may come from (and go to) the edge's POST
+    /// zone; `None` hands it to the application as any write.
+    fn cacheable_post<'a>(
+        &'a self,
+        _head: &'a http::request::Parts,
+        _body: &'a Bytes,
+    ) -> BoxFuture<'a, Option<PostCache>> {
+        Box::pin(async { None })
     }
     /// Told after the edge purged a zone or a path, so that the application
     /// can have other replicas do the same.

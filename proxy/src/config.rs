@@ -46,6 +46,9 @@ pub struct EdgeConfig {
     /// Stale windows of cached entries (0 = off).
     pub stale_while_revalidate: u32,
     pub stale_if_error: u32,
+    /// The zone that keeps the answers to POSTs the application calls
+    /// cacheable (`None`: such POSTs are handed over like any write).
+    pub post_zone: Option<String>,
 }
 
 impl Default for EdgeConfig {
@@ -62,6 +65,7 @@ impl Default for EdgeConfig {
             stream_timeout: Duration::from_secs(3600),
             stale_while_revalidate: 0,
             stale_if_error: 0,
+            post_zone: None,
         }
     }
 }

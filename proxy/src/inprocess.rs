@@ -10,7 +10,7 @@ use pingora_error::{Error, Result};
 use pingora_http::ResponseHeader;
 
 use crate::answers::{EdgeAnswer, send};
-use crate::app::EdgeApp;
+use crate::app::{EdgeApp, EdgeBody};
 use crate::context::{Ctx, X_CORRELATION_ID};
 use crate::downstream::{Downstream, bodiless, content_length};
 use crate::edge::{EdgeProxy, X_CACHE_STATUS};
@@ -57,8 +57,26 @@ impl<A: EdgeApp> EdgeProxy<A> {
             1 => chunks.pop().unwrap_or_default(),
             _ => Bytes::from(chunks.concat()),
         };
+        if session.request().method == http::Method::POST
+            && let Some(zone) = config.post_zone.as_ref().and_then(|z| self.zones.get(z))
+            && let Some(plan) = self.app.cacheable_post(session.request(), &body).await
+        {
+            return self
+                .serve_cacheable_post(session, ctx, zone, plan, body)
+                .await;
+        }
+        let response = self.hand_over(session, ctx, body).await?;
+        self.answer(session, ctx, response, "BYPASS").await
+    }
+
+    /// The request, with the edge's forwarding headers, to the application.
+    pub(crate) async fn hand_over<D: Downstream>(
+        &self,
+        session: &mut D,
+        ctx: &Ctx,
+        body: Bytes,
+    ) -> Result<http::Response<EdgeBody>> {
         let mut parts = session.take_request();
-        let method = parts.method.clone();
         for (k, v) in forwarded_headers(&parts.headers, ctx)? {
             match v {
                 Some(v) => parts.headers.insert(k, v),
@@ -66,7 +84,20 @@ impl<A: EdgeApp> EdgeProxy<A> {
             };
         }
         let request = http::Request::from_parts(parts, body);
-        let response = self.app.call(request).await;
+        Ok(self.app.call(request).await)
+    }
+
+    /// Streams the application's answer to the client, marked with
+    /// `cache_status`, compressed when asked and worth it.
+    pub(crate) async fn answer<D: Downstream>(
+        &self,
+        session: &mut D,
+        ctx: &mut Ctx,
+        response: http::Response<EdgeBody>,
+        cache_status: &'static str,
+    ) -> Result<()> {
+        let config = ctx.config.clone();
+        let method = session.request().method.clone();
         let (mut parts, mut body) = response.into_parts();
         ctx.status = parts.status.as_u16();
         let is_stream = parts
@@ -87,7 +118,7 @@ impl<A: EdgeApp> EdgeProxy<A> {
         }
         parts
             .headers
-            .insert(X_CACHE_STATUS, HeaderValue::from_static("BYPASS"));
+            .insert(X_CACHE_STATUS, HeaderValue::from_static(cache_status));
         parts
             .headers
             .insert(X_CORRELATION_ID, ctx.correlation_id.clone());

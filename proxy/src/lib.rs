@@ -21,13 +21,14 @@ mod lanes;
 pub mod limits;
 pub mod metrics;
 mod percore;
+mod postcache;
 mod purge;
 pub mod routes;
 pub mod server;
 
 pub use answers::LINGER;
 
-pub use app::{BoxFuture, EdgeApp, EdgeBody, Generations, Rejection};
+pub use app::{BoxFuture, EdgeApp, EdgeBody, Generations, PostCache, PostCachePolicy, Rejection};
 pub use config::{Compression, EdgeConfig};
 pub use edge::EdgeProxy;
 pub use routes::{RouteClass, RouteTable};

@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod items;
+pub mod mcp_cache;
 pub mod mcp_routes;
 pub mod metrics;
 pub mod openapi;
@@ -84,7 +85,7 @@ impl AppState {
 /// Resolves the caller: a verified token, or when tokens are not required
 /// the platform admin (`AUTH_REQUIRED=false`) or, on MCP routes with
 /// `MCP_REQUIRE_AUTH=false`, an anonymous public-only principal.
-async fn resolve_principal(
+pub(crate) async fn resolve_principal(
     st: &AppState,
     token: Option<String>,
     required: bool,
@@ -98,7 +99,7 @@ async fn resolve_principal(
     }
 }
 
-fn token_of(req: &Request) -> Option<String> {
+pub(crate) fn token_of(req: &Request) -> Option<String> {
     req.headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

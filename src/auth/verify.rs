@@ -300,7 +300,8 @@ impl Subscriber for Auth {
             Event::PrincipalsChanged { .. } => self.caches.load().tokens.invalidate_all(),
             Event::RegistryChanged { .. }
             | Event::EdgePurge { .. }
-            | Event::SessionEnded { .. } => {}
+            | Event::SessionEnded { .. }
+            | Event::UpstreamResourceUpdated { .. } => {}
         }
         Box::pin(async {})
     }

@@ -35,6 +35,9 @@ pub enum Event {
     EdgePurge { target: PurgeTarget },
     /// An MCP session was ended (`DELETE`): refuse its id everywhere.
     SessionEnded { sid: String },
+    /// An upstream said one of its resources changed
+    /// (`notifications/resources/updated`): what was kept of it is stale.
+    UpstreamResourceUpdated { gateway_id: String, uri: String },
 }
 
 impl Event {

@@ -25,11 +25,14 @@ pub const LIVE_KEYS: &[&str] = &[
     "edge_api_paths",
     "edge_cache_api_bytes",
     "edge_cache_api_ttl",
+    "edge_cache_mcp_bytes",
+    "edge_cache_mcp_ttl",
     "edge_cache_schema_bytes",
     "edge_cache_schema_ttl",
     "edge_cache_static_bytes",
     "edge_cache_static_ttl",
     "edge_conn_limit",
+    "edge_mcp_cache_enabled",
     "edge_rate_limit_burst",
     "edge_rate_limit_rps",
     "edge_schema_paths",
@@ -42,6 +45,7 @@ pub const LIVE_KEYS: &[&str] = &[
     "log_level",
     "max_json_depth",
     "max_request_body_bytes",
+    "mcp_list_ttl_ms",
     "mcp_page_size",
 ];
 

@@ -260,6 +260,7 @@ fn edge(c: &Config, out: &mut Vec<ConfigError>) {
         ("edge_cache_static_bytes", c.edge_cache_static_bytes),
         ("edge_cache_api_bytes", c.edge_cache_api_bytes),
         ("edge_cache_schema_bytes", c.edge_cache_schema_bytes),
+        ("edge_cache_mcp_bytes", c.edge_cache_mcp_bytes),
     ] {
         check(out, bytes > 0, key, "must be above 0");
     }

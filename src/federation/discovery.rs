@@ -106,40 +106,71 @@ pub async fn refresh(
 /// upstream (tools, resources and prompts changed together) is one refresh.
 const COALESCE: Duration = Duration::from_millis(200);
 
-/// Takes every notification that arrives within [`COALESCE`] of `first`
-/// and returns the gateways they came from, each once.
+/// What upstreams said within one window.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Heard {
+    /// Gateways whose lists changed, each once.
+    pub changed: BTreeSet<String>,
+    /// `(gateway, uri)` of resources that changed.
+    pub updated: BTreeSet<(String, String)>,
+}
+
+impl Heard {
+    fn add(&mut self, id: String, said: &Value) {
+        match said.get("method").and_then(Value::as_str) {
+            Some("notifications/resources/updated") => {
+                let uri = said.get("uri").and_then(Value::as_str).unwrap_or("");
+                self.updated.insert((id, uri.to_owned()));
+            }
+            _ => {
+                self.changed.insert(id);
+            }
+        }
+    }
+}
+
+/// Takes `first` and every notification that arrives within `window` of it.
 pub async fn gather(
-    first: String,
+    first: (String, Value),
     rx: &mut mpsc::UnboundedReceiver<(String, Value)>,
     window: Duration,
-) -> BTreeSet<String> {
-    let mut ids = BTreeSet::from([first]);
+) -> Heard {
+    let mut heard = Heard::default();
+    heard.add(first.0, &first.1);
     let deadline = tokio::time::sleep(window);
     tokio::pin!(deadline);
     loop {
         tokio::select! {
             m = rx.recv() => match m {
-                Some((id, _)) => { ids.insert(id); }
+                Some((id, said)) => heard.add(id, &said),
                 None => break,
             },
             _ = &mut deadline => break,
         }
     }
-    ids
+    heard
 }
 
-/// Refreshes a gateway whenever its upstream says a list changed, until
-/// `stop`.
+/// Refreshes a gateway whenever its upstream says a list changed, and
+/// tells every replica when a resource changed (what was kept of it is
+/// stale), until `stop`.
 pub async fn run_refresher(fed: Arc<Federation>, updater: Arc<Updater>, stop: CancellationToken) {
     let Some(mut rx) = fed.take_list_changed() else {
         return;
     };
     loop {
         let first = tokio::select! {
-            m = rx.recv() => match m { Some((id, _)) => id, None => return },
+            m = rx.recv() => match m { Some(m) => m, None => return },
             _ = stop.cancelled() => return,
         };
-        for gateway_id in gather(first, &mut rx, COALESCE).await {
+        let heard = gather(first, &mut rx, COALESCE).await;
+        for (gateway_id, uri) in heard.updated {
+            updater
+                .bus()
+                .publish(crate::cluster::Event::UpstreamResourceUpdated { gateway_id, uri })
+                .await;
+        }
+        for gateway_id in heard.changed {
             match refresh(&fed, &updater, &gateway_id).await {
                 Ok(()) => tracing::info!(%gateway_id, "gateway refreshed after list_changed"),
                 Err(e) => {
@@ -159,21 +190,34 @@ mod tests {
     /// same window.
     #[tokio::test(start_paused = true)]
     async fn discovery_coalescing_keeps_other_gateways() {
+        let list = || json!({"method": "notifications/tools/list_changed"});
         let (tx, mut rx) = mpsc::unbounded_channel();
-        tx.send(("a".to_owned(), json!("tools"))).unwrap();
-        tx.send(("b".to_owned(), json!("tools"))).unwrap();
-        tx.send(("a".to_owned(), json!("prompts"))).unwrap();
-        let first = rx.recv().await.unwrap().0;
-        let ids = gather(first, &mut rx, COALESCE).await;
-        assert_eq!(ids.into_iter().collect::<Vec<_>>(), vec!["a", "b"]);
+        tx.send(("a".to_owned(), list())).unwrap();
+        tx.send(("b".to_owned(), list())).unwrap();
+        tx.send((
+            "b".to_owned(),
+            json!({"method": "notifications/resources/updated", "uri": "x://1"}),
+        ))
+        .unwrap();
+        tx.send(("a".to_owned(), list())).unwrap();
+        let first = rx.recv().await.unwrap();
+        let heard = gather(first, &mut rx, COALESCE).await;
+        assert_eq!(
+            heard.changed.into_iter().collect::<Vec<_>>(),
+            vec!["a", "b"]
+        );
+        assert_eq!(
+            heard.updated.into_iter().collect::<Vec<_>>(),
+            vec![("b".to_owned(), "x://1".to_owned())]
+        );
         // Something after the window is left for the next round.
         let later = tx.clone();
         tokio::spawn(async move {
             tokio::time::sleep(COALESCE * 2).await;
-            later.send(("c".to_owned(), json!("tools"))).unwrap();
+            later.send(("c".to_owned(), list())).unwrap();
         });
-        let ids = gather("d".into(), &mut rx, COALESCE).await;
-        assert_eq!(ids.into_iter().collect::<Vec<_>>(), vec!["d"]);
+        let heard = gather(("d".into(), list()), &mut rx, COALESCE).await;
+        assert_eq!(heard.changed.into_iter().collect::<Vec<_>>(), vec!["d"]);
         assert_eq!(rx.recv().await.unwrap().0, "c");
     }
 }

@@ -183,8 +183,11 @@ impl Federation {
         let out = self.list_changed.clone();
         let id = gw.id.clone();
         tokio::spawn(async move {
-            while let Some((method, _)) = rx.recv().await {
-                let _ = out.send((id.clone(), json!(method)));
+            while let Some((method, params)) = rx.recv().await {
+                let _ = out.send((
+                    id.clone(),
+                    json!({"method": method, "uri": params.get("uri")}),
+                ));
             }
         });
         Some(tx)

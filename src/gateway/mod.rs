@@ -16,7 +16,7 @@ use crate::federation::upstream::Relay;
 use crate::mcp::dispatch::BoxFut;
 use crate::mcp::jsonrpc::{self, RpcError};
 use crate::mcp::session::{Peer, Session};
-use crate::mcp::{Ctx, McpHandler, protocol};
+use crate::mcp::{Ctx, McpHandler};
 use crate::registry::Registry;
 use crate::registry::model::{Gateway, IntegrationType, Owned, Prompt, Resource, Tool};
 use crate::registry::snapshot::{McpScope, Snapshot};
@@ -26,6 +26,7 @@ pub struct GatewayService {
     pub fed: Arc<Federation>,
     /// For the live page size (`MCP_PAGE_SIZE`).
     pub config: Arc<LiveConfig>,
+    pub read_scopes: ReadScopes,
 }
 
 /// Relays an upstream's messages to the downstream client.
@@ -56,8 +57,38 @@ fn raw_string(s: String) -> Json {
     Json::trusted(s)
 }
 
-/// `{"<key>": [items], "nextCursor": .., "ttlMs"/"cacheScope" when stateless}`.
-fn list_result(ctx: &Ctx, key: &str, items: &[&str], next: Option<usize>) -> Json {
+/// What upstream resources said of their scope, by (virtual server, URI):
+/// the edge keeps one answer for every caller of a `public` one, and keys a
+/// `private` (or not yet seen) one by caller. Bounded: forgotten whole when
+/// full, which only costs a private entry until the next answer.
+#[derive(Default)]
+pub struct ReadScopes(
+    parking_lot::Mutex<std::collections::HashMap<(Option<String>, String), bool>>,
+);
+
+const READ_SCOPES_MAX: usize = 10_000;
+
+impl ReadScopes {
+    pub fn record(&self, server_id: Option<&str>, uri: &str, public: bool) {
+        let mut m = self.0.lock();
+        if m.len() >= READ_SCOPES_MAX {
+            m.clear();
+        }
+        m.insert((server_id.map(str::to_owned), uri.to_owned()), public);
+    }
+
+    pub fn is_public(&self, server_id: Option<&str>, uri: &str) -> bool {
+        self.0
+            .lock()
+            .get(&(server_id.map(str::to_owned), uri.to_owned()))
+            .copied()
+            .unwrap_or(false)
+    }
+}
+
+/// `{"<key>": [items], "nextCursor": ..}`, kept for `ttl_ms` by this caller
+/// (the dispatcher writes the hints into the result on the stateless wire).
+fn list_result(ttl_ms: u64, key: &str, items: &[&str], next: Option<usize>) -> Json {
     let mut out = format!("{{\"{key}\":[");
     for (i, it) in items.iter().enumerate() {
         if i > 0 {
@@ -69,11 +100,9 @@ fn list_result(ctx: &Ctx, key: &str, items: &[&str], next: Option<usize>) -> Jso
     if let Some(n) = next {
         out.push_str(&format!(",\"nextCursor\":\"{n}\""));
     }
-    if ctx.protocol_version == protocol::STATELESS {
-        out.push_str(",\"ttlMs\":5000,\"cacheScope\":\"private\"");
-    }
     out.push('}');
-    raw_string(out)
+    // Who sees what depends on who asks: private.
+    raw_string(out).with_cache(Some(jsonrpc::CacheHint::private(ttl_ms)))
 }
 
 fn page_bounds(
@@ -116,6 +145,20 @@ pub fn template_matches(template: &str, uri: &str) -> bool {
 }
 
 impl GatewayService {
+    /// `MCP_LIST_TTL_MS`: how long the gateway's own answers may be kept.
+    fn list_ttl(&self) -> u64 {
+        self.config.get().mcp_list_ttl_ms
+    }
+
+    /// May this caller read `uri` through this scope (a virtual server, or
+    /// the whole gateway)? As `resources/read` decides, without reading.
+    pub fn can_read(&self, principal: &Arc<Principal>, server_id: Option<&str>, uri: &str) -> bool {
+        let snap = self.registry.snapshot();
+        let ctx = Ctx::new(Some(principal.clone()), server_id.map(str::to_owned));
+        self.check_scope(Some(principal), server_id).is_ok()
+            && self.find_resource(&snap, &ctx, uri).is_some()
+    }
+
     fn scope<'s>(&self, snap: &'s Snapshot, ctx: &Ctx) -> &'s McpScope {
         static EMPTY: std::sync::OnceLock<McpScope> = std::sync::OnceLock::new();
         match &ctx.server_id {
@@ -293,7 +336,12 @@ impl GatewayService {
             })
             .collect();
         let (start, end, next) = page_bounds(params, items.len(), self.config.get().mcp_page_size)?;
-        Ok(list_result(ctx, "tools", &items[start..end], next))
+        Ok(list_result(
+            self.list_ttl(),
+            "tools",
+            &items[start..end],
+            next,
+        ))
     }
 
     fn list_prompts(&self, ctx: &Ctx, params: &Value) -> Result<Json, RpcError> {
@@ -316,7 +364,12 @@ impl GatewayService {
             .collect();
         let refs: Vec<&str> = items.iter().map(Json::get).collect();
         let (start, end, next) = page_bounds(params, refs.len(), self.config.get().mcp_page_size)?;
-        Ok(list_result(ctx, "prompts", &refs[start..end], next))
+        Ok(list_result(
+            self.list_ttl(),
+            "prompts",
+            &refs[start..end],
+            next,
+        ))
     }
 
     fn list_resources(&self, ctx: &Ctx, params: &Value, templates: bool) -> Result<Json, RpcError> {
@@ -346,7 +399,7 @@ impl GatewayService {
         let refs: Vec<&str> = items.iter().map(Json::get).collect();
         let (start, end, next) = page_bounds(params, refs.len(), self.config.get().mcp_page_size)?;
         Ok(list_result(
-            ctx,
+            self.list_ttl(),
             if templates {
                 "resourceTemplates"
             } else {
@@ -372,9 +425,29 @@ impl GatewayService {
         };
         if res.gateway_id.is_some() {
             let gw = self.gateway(&snap, res.gateway_id.as_deref())?;
-            return self
-                .forward(ctx, gw, method, params, self.fed.cfg.federation_timeout)
-                .await;
+            let relay: Arc<dyn Relay> = Arc::new(PeerRelay(ctx.peer.clone()));
+            let r = self
+                .fed
+                .call(
+                    gw,
+                    ctx.session.as_ref(),
+                    method,
+                    params,
+                    Some((relay, ctx.progress_token.clone())),
+                    self.fed.cfg.federation_timeout,
+                    ctx.cancel.clone(),
+                )
+                .await?;
+            // Kept as long as, and by whom, the upstream says; nothing said,
+            // not kept.
+            let hint = (method == "resources/read")
+                .then(|| jsonrpc::CacheHint::of(&r))
+                .flatten();
+            if let Some(h) = hint {
+                self.read_scopes
+                    .record(ctx.server_id.as_deref(), &uri, h.public);
+            }
+            return Ok(jsonrpc::raw(&r).with_cache(hint));
         }
         match method {
             "resources/read" => {
@@ -383,7 +456,8 @@ impl GatewayService {
                 if let Some(m) = &res.mime_type {
                     c["mimeType"] = json!(m);
                 }
-                Ok(jsonrpc::raw(&json!({"contents": [c]})))
+                Ok(jsonrpc::raw(&json!({"contents": [c]}))
+                    .with_cache(Some(jsonrpc::CacheHint::private(self.list_ttl()))))
             }
             _ => Ok(jsonrpc::raw(&json!({}))),
         }

@@ -92,6 +92,8 @@ pub trait McpHandler: Send + Sync + 'static {
 pub struct Reply {
     pub json: String,
     pub error_code: Option<i64>,
+    /// How long the (successful) answer may be kept, and by whom.
+    pub cache: Option<jsonrpc::CacheHint>,
 }
 
 pub struct Dispatcher<H: McpHandler> {
@@ -106,12 +108,33 @@ impl<H: McpHandler> Clone for Dispatcher<H> {
     }
 }
 
-/// The 2026-07-28 revision requires `resultType` on every result.
-fn with_result_type(raw: jsonrpc::Json) -> jsonrpc::Json {
+/// Methods whose 2026-07-28 results must say how long they may be kept.
+pub const CACHEABLE: &[&str] = &[
+    "server/discover",
+    "tools/list",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+];
+
+/// The 2026-07-28 revision requires `resultType` on every result, and
+/// `ttlMs` + `cacheScope` on the cacheable ones (a result that says nothing
+/// of its life may not be kept: 0 ms, private).
+fn stateless_result(method: &str, raw: jsonrpc::Json) -> jsonrpc::Json {
+    let hint = raw.cache();
+    let needs_hints = CACHEABLE.contains(&method);
     match serde_json::from_str::<Value>(raw.get()) {
-        Ok(Value::Object(mut m)) if !m.contains_key("resultType") => {
-            m.insert("resultType".into(), json!("complete"));
-            jsonrpc::raw(&Value::Object(m))
+        Ok(Value::Object(mut m))
+            if !m.contains_key("resultType") || (needs_hints && !m.contains_key("ttlMs")) =>
+        {
+            m.entry("resultType").or_insert_with(|| json!("complete"));
+            if needs_hints {
+                let h = hint.unwrap_or(jsonrpc::CacheHint::private(0));
+                m.entry("ttlMs").or_insert_with(|| json!(h.ttl_ms));
+                m.entry("cacheScope").or_insert_with(|| json!(h.scope()));
+            }
+            jsonrpc::raw(&Value::Object(m)).with_cache(hint)
         }
         _ => raw,
     }
@@ -173,7 +196,7 @@ impl<H: McpHandler> Dispatcher<H> {
                 }
                 let result = match result {
                     Ok(raw) if ctx.protocol_version == protocol::STATELESS => {
-                        Ok(with_result_type(raw))
+                        Ok(stateless_result(&method, raw))
                     }
                     other => other,
                 };
@@ -181,10 +204,12 @@ impl<H: McpHandler> Dispatcher<H> {
                     Ok(raw) => Reply {
                         json: jsonrpc::success_raw(&id, &raw),
                         error_code: None,
+                        cache: raw.cache(),
                     },
                     Err(e) => Reply {
                         json: jsonrpc::error(&id, &e).to_string(),
                         error_code: Some(e.code),
+                        cache: None,
                     },
                 })
             }
@@ -236,14 +261,18 @@ impl<H: McpHandler> Dispatcher<H> {
                 }
                 Ok(jsonrpc::raw(&json!({})))
             }
-            "server/discover" => Ok(jsonrpc::raw(&json!({
-                "supportedVersions": protocol::SUPPORTED,
-                "capabilities": self.handler.capabilities(ctx),
-                "serverInfo": self.handler.server_info(),
-                "instructions": self.handler.instructions(),
-                "ttlMs": 60_000,
-                "cacheScope": "private",
-            }))),
+            "server/discover" => {
+                let mut result = json!({
+                    "supportedVersions": protocol::SUPPORTED,
+                    "capabilities": self.handler.capabilities(ctx),
+                    "serverInfo": self.handler.server_info(),
+                });
+                // Absent, not null: strict clients refuse a null here.
+                if let Some(i) = self.handler.instructions() {
+                    result["instructions"] = json!(i);
+                }
+                Ok(jsonrpc::raw(&result).with_cache(Some(jsonrpc::CacheHint::private(60_000))))
+            }
             _ => {
                 let params = if params.is_null() { json!({}) } else { params };
                 if !params.is_object() {

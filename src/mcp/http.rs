@@ -148,6 +148,18 @@ fn json_response(body: String) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// A JSON answer that says how long it may be kept (the edge's MCP cache
+/// reads this; so may any HTTP cache the operator puts in front).
+fn json_answer(body: String, cache: Option<jsonrpc::CacheHint>) -> Response {
+    let mut r = json_response(body);
+    if let Some(h) = cache.filter(|h| h.ttl_ms >= 1000)
+        && let Ok(v) = HeaderValue::from_str(&h.cache_control())
+    {
+        r.headers_mut().insert(header::CACHE_CONTROL, v);
+    }
+    r
+}
+
 fn accepts(headers: &HeaderMap, what: &str) -> bool {
     headers
         .get_all(header::ACCEPT)
@@ -172,7 +184,7 @@ pub async fn rpc<H: McpHandler>(
     };
     let ctx = Ctx::new(principal, None);
     match ep.dispatcher.dispatch(ctx, msg).await {
-        Some(reply) => json_response(reply.json),
+        Some(reply) => json_answer(reply.json, reply.cache),
         None => StatusCode::ACCEPTED.into_response(),
     }
 }
@@ -411,7 +423,7 @@ pub async fn post<H: McpHandler>(
         } else {
             StatusCode::OK
         };
-        (status, json_response(last.json)).into_response()
+        (status, json_answer(last.json, last.cache)).into_response()
     } else {
         sse_response(session.clone(), first, rx, ep.keepalive)
     };
@@ -424,6 +436,128 @@ pub async fn post<H: McpHandler>(
         );
     }
     resp
+}
+
+/// What the edge needs to keep the answer to a read over POST (`/rpc` or
+/// Streamable HTTP): the method, the protocol version and the canonical
+/// parameters (everything the answer depends on, but the caller), and the
+/// request's own bytes in the answer (`"id":…`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachePlan {
+    pub method: String,
+    pub version: String,
+    pub params: String,
+    pub own: String,
+    /// `resources/read`'s URI.
+    pub uri: Option<String>,
+}
+
+/// Object keys sorted at every level, `_meta` left out at the top: the same
+/// request written two ways is one entry.
+fn canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                canonical(&m[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(x, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// The plan for keeping this POST's answer, when it is a read this endpoint
+/// would answer as it stands: every check a real request meets passes (or
+/// the application answers, errors included), the session it names is
+/// valid for this caller (and counts as active), and the method is one
+/// whose answer says how long it may be kept. `streamable` is false for
+/// `/rpc`.
+pub async fn cache_plan<H: McpHandler>(
+    ep: &Endpoint<H>,
+    principal: Option<&Principal>,
+    server_id: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+    streamable: bool,
+) -> Option<CachePlan> {
+    let Ok(Message::Request { id, method, params }) = jsonrpc::parse(body) else {
+        return None;
+    };
+    if !super::dispatch::CACHEABLE.contains(&method.as_str()) {
+        return None;
+    }
+    let mut version = params
+        .pointer("/_meta")
+        .and_then(|m| m.get(protocol::META_VERSION))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    if streamable {
+        preflight(ep, principal, server_id, headers).ok()?;
+        if let Some(ct) = header_str(headers, "content-type")
+            && !ct.to_ascii_lowercase().starts_with("application/json")
+        {
+            return None;
+        }
+        if headers.contains_key(header::ACCEPT) && !accepts(headers, "application/json") {
+            return None;
+        }
+        let msg = Message::Request {
+            id: id.clone(),
+            method: method.clone(),
+            params: params.clone(),
+        };
+        let stateless = header_str(headers, VERSION_HEADER) == Some(protocol::STATELESS);
+        if stateless && check_stateless_headers(headers, &msg).is_err() {
+            return None;
+        }
+        if header_str(headers, SESSION_HEADER).is_some() {
+            let s = named_session(ep, principal, server_id, headers, &id)
+                .await
+                .ok()??;
+            s.touch();
+            version.get_or_insert_with(|| s.protocol_version());
+        }
+        if let Some(v) = header_str(headers, VERSION_HEADER) {
+            version.get_or_insert_with(|| v.to_owned());
+        }
+    }
+    let uri = params.get("uri").and_then(Value::as_str).map(str::to_owned);
+    let mut canonical_params = String::new();
+    match &params {
+        Value::Object(m) => {
+            let mut m = m.clone();
+            m.remove("_meta");
+            canonical(&Value::Object(m), &mut canonical_params);
+        }
+        Value::Null => canonical_params.push_str("{}"),
+        // The dispatcher refuses these: the application answers.
+        _ => return None,
+    }
+    Some(CachePlan {
+        method,
+        version: version.unwrap_or_else(|| protocol::DEFAULT_HEADER_VERSION.to_owned()),
+        params: canonical_params,
+        own: format!("\"id\":{}", serde_json::to_string(&id).ok()?),
+        uri,
+    })
 }
 
 fn is_known_method(m: &str) -> bool {

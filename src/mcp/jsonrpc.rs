@@ -228,20 +228,80 @@ pub fn error(id: &Value, e: &RpcError) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": e.to_json()})
 }
 
+/// How long a result may be kept and by whom: MCP 2026-07-28's `ttlMs` and
+/// `cacheScope` (`public`: the same for every caller allowed to see it;
+/// `private`: for this authorization context only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheHint {
+    pub ttl_ms: u64,
+    pub public: bool,
+}
+
+impl CacheHint {
+    pub fn private(ttl_ms: u64) -> CacheHint {
+        CacheHint {
+            ttl_ms,
+            public: false,
+        }
+    }
+
+    /// The hints a result carries, when both are there and valid.
+    pub fn of(result: &Value) -> Option<CacheHint> {
+        let ttl_ms = result.get("ttlMs")?.as_u64()?;
+        let public = match result.get("cacheScope")?.as_str()? {
+            "public" => true,
+            "private" => false,
+            _ => return None,
+        };
+        Some(CacheHint { ttl_ms, public })
+    }
+
+    /// What a result merged from two may promise: the shorter life, and
+    /// private if either is.
+    pub fn min(self, other: CacheHint) -> CacheHint {
+        CacheHint {
+            ttl_ms: self.ttl_ms.min(other.ttl_ms),
+            public: self.public && other.public,
+        }
+    }
+
+    pub fn scope(&self) -> &'static str {
+        if self.public { "public" } else { "private" }
+    }
+
+    /// As an HTTP `Cache-Control` value (whole seconds).
+    pub fn cache_control(&self) -> String {
+        format!("{}, max-age={}", self.scope(), self.ttl_ms / 1000)
+    }
+}
+
 /// A result already serialized by the server itself. Unlike `RawValue` it is
 /// not parsed again: results assembled from pre-serialized registry items
-/// (a `tools/list` page) are trusted as they are.
+/// (a `tools/list` page) are trusted as they are. It may carry how long it
+/// can be kept.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Json(String);
+pub struct Json {
+    text: String,
+    cache: Option<CacheHint>,
+}
 
 impl Json {
     /// Text the caller guarantees is one valid JSON value.
     pub fn trusted(text: String) -> Json {
-        Json(text)
+        Json { text, cache: None }
     }
 
     pub fn get(&self) -> &str {
-        &self.0
+        &self.text
+    }
+
+    pub fn with_cache(mut self, hint: Option<CacheHint>) -> Json {
+        self.cache = hint;
+        self
+    }
+
+    pub fn cache(&self) -> Option<CacheHint> {
+        self.cache
     }
 }
 
@@ -252,7 +312,7 @@ pub fn success_raw(id: &Value, result: &Json) -> String {
 }
 
 pub fn raw(v: &Value) -> Json {
-    Json(v.to_string())
+    Json::trusted(v.to_string())
 }
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ pub struct Outbound {
     pub last: bool,
     /// The JSON-RPC error code of a final response that is an error.
     pub error_code: Option<i64>,
+    /// How long a final answer may be kept, and by whom.
+    pub cache: Option<super::jsonrpc::CacheHint>,
 }
 
 impl Outbound {
@@ -34,6 +36,7 @@ impl Outbound {
             json,
             last: false,
             error_code: None,
+            cache: None,
         }
     }
 
@@ -43,6 +46,7 @@ impl Outbound {
             json: reply.json,
             last: true,
             error_code: reply.error_code,
+            cache: reply.cache,
         }
     }
 }

@@ -294,6 +294,7 @@ pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartE
             registry: registry.clone(),
             fed: federation.clone(),
             config: live.clone(),
+            read_scopes: Default::default(),
         })),
         sessions: sessions.clone(),
         guard: OriginGuard::for_bind(
@@ -470,6 +471,7 @@ pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartE
             config: live.clone(),
             bus: bus.clone(),
             upstream,
+            post_cache: Some(Arc::new(crate::api::mcp_cache::McpPostCache(state.clone()))),
         };
         let zones = edge_zones.iter().map(|z| (z.name.clone(), *z)).collect();
         let proxy = EdgeProxy::new(

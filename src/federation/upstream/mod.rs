@@ -80,6 +80,24 @@ impl UpstreamError {
     }
 }
 
+/// Tells discovery what an upstream said unasked: a `*/list_changed` is
+/// taken (true: discovery refreshes the gateway); a
+/// `notifications/resources/updated` is told too but still relayed to the
+/// client (false).
+fn for_discovery(
+    method: &str,
+    params: &Value,
+    to: Option<&mpsc::UnboundedSender<(String, Value)>>,
+) -> bool {
+    let list_changed = method.ends_with("/list_changed");
+    if (list_changed || method == "notifications/resources/updated")
+        && let Some(tx) = to
+    {
+        let _ = tx.send((method.to_owned(), params.clone()));
+    }
+    list_changed
+}
+
 /// Receives what an upstream says to the client during a call.
 pub trait Relay: Send + Sync {
     fn notify(&self, method: &str, params: Value);

@@ -107,11 +107,10 @@ impl StreamConn {
                 }
             }
             Ok(Message::Notification { method, params }) => {
-                if method.ends_with("/list_changed") {
-                    if let Some(tx) = &self.on_unsolicited {
-                        let _ = tx.send((method, params));
-                    }
-                } else if let Some(r) = self.relay_for(&params) {
+                if super::for_discovery(&method, &params, self.on_unsolicited.as_ref()) {
+                    return;
+                }
+                if let Some(r) = self.relay_for(&params) {
                     r.notify(&method, params);
                 }
             }

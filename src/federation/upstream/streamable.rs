@@ -245,11 +245,8 @@ impl HttpConn {
     /// recent call), else to the downstream session.
     async fn incoming(&self, name: &str, msg: Message, relay: Option<&Arc<CallRelay>>) {
         match msg {
-            Message::Notification { method, params } if method.ends_with("/list_changed") => {
-                if let Some(tx) = &self.on_unsolicited {
-                    let _ = tx.send((method, params));
-                }
-            }
+            Message::Notification { method, params }
+                if super::for_discovery(&method, &params, self.on_unsolicited.as_ref()) => {}
             Message::Notification { method, params } => {
                 let call = relay.cloned().or_else(|| self.call_for(&params));
                 match call {
