@@ -310,20 +310,17 @@ impl Zone {
         self.lru.evicted_items()
     }
 
-    /// A fresh whole object stored by [`Self::put_object`] (or a finished
-    /// fill), for callers that serve outside Pingora's cache machinery (the
-    /// edge's cache of POST answers). Counts a hit or a miss.
-    pub fn get_object(&self, key: &CacheKey) -> Option<Bytes> {
-        let hash = key.combined_bin();
+    /// A fresh whole object stored by [`Self::put_object`] under `hash`
+    /// (the caller's collision-resistant hash of everything the object
+    /// depends on), for callers that serve outside Pingora's cache machinery
+    /// (the edge's cache of POST answers). Counts a hit or a miss.
+    pub fn get_object(&self, hash: HashBinary) -> Option<Bytes> {
         let found = self.shard(&hash).read().done.get(&hash).cloned();
         match found.filter(|e| e.fresh_until > SystemTime::now()) {
             Some(e) => {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                self.lru.access(
-                    &pingora_cache::eviction::CacheEntryKey::KeyOnly(key.to_compact()),
-                    e.body.len(),
-                    e.fresh_until,
-                );
+                self.lru
+                    .access(&object_key(hash), e.body.len(), e.fresh_until);
                 Some(e.body.clone())
             }
             None => {
@@ -338,7 +335,7 @@ impl Zone {
     /// not stored (false).
     pub fn put_object(
         &self,
-        key: &CacheKey,
+        hash: HashBinary,
         header: pingora_http::ResponseHeader,
         body: Bytes,
         ttl: Duration,
@@ -356,15 +353,9 @@ impl Zone {
             body,
         };
         let (size, fresh_until) = (entry.body.len(), entry.fresh_until);
-        let hash = key.combined_bin();
         self.shard(&hash).write().done.insert(hash, Arc::new(entry));
         self.stats.stores.fetch_add(1, Ordering::Relaxed);
-        let evicted = self.lru.admit(
-            pingora_cache::eviction::CacheEntryKey::KeyOnly(key.to_compact()),
-            size,
-            fresh_until,
-        );
-        for e in evicted {
+        for e in self.lru.admit(object_key(hash), size, fresh_until) {
             let hash = e.key().combined_bin();
             if self.shard(&hash).write().done.remove(&hash).is_some() {
                 self.stats.evictions.fetch_add(1, Ordering::Relaxed);
@@ -372,6 +363,15 @@ impl Zone {
         }
         true
     }
+}
+
+/// The LRU's name for a whole object: its hash is its key.
+fn object_key(hash: HashBinary) -> pingora_cache::eviction::CacheEntryKey {
+    pingora_cache::eviction::CacheEntryKey::KeyOnly(pingora_cache::key::CompactCacheKey {
+        primary: hash,
+        variance: None,
+        user_tag: "".into(),
+    })
 }
 
 struct Hit {
@@ -732,30 +732,30 @@ mod tests {
     fn whole_objects_are_kept_for_their_ttl_within_the_budget() {
         let zone = Zone::leak(&ZoneSpec::new("o", 4096, Duration::from_secs(60)));
         let head = || pingora_http::ResponseHeader::build(200, None).unwrap();
-        let key = |i: usize| CacheKey::new(format!("POST /rpc {i}"), "");
-        assert!(zone.get_object(&key(0)).is_none());
+        let key = |i: usize| CacheKey::new(format!("POST /rpc {i}"), "").combined_bin();
+        assert!(zone.get_object(key(0)).is_none());
         assert!(zone.put_object(
-            &key(0),
+            key(0),
             head(),
             Bytes::from_static(b"zero"),
             Duration::from_secs(60)
         ));
         assert_eq!(
-            zone.get_object(&key(0)).unwrap(),
+            zone.get_object(key(0)).unwrap(),
             Bytes::from_static(b"zero")
         );
         // Expired: not served.
         assert!(zone.put_object(
-            &key(1),
+            key(1),
             head(),
             Bytes::from_static(b"one"),
             Duration::from_nanos(1)
         ));
         std::thread::sleep(Duration::from_millis(2));
-        assert!(zone.get_object(&key(1)).is_none());
+        assert!(zone.get_object(key(1)).is_none());
         // Over the object limit (budget / 8): refused.
         assert!(!zone.put_object(
-            &key(2),
+            key(2),
             head(),
             Bytes::from(vec![b'x'; 600]),
             Duration::from_secs(60)
@@ -763,7 +763,7 @@ mod tests {
         // The budget holds: old entries are evicted as new ones come.
         for i in 3..40 {
             assert!(zone.put_object(
-                &key(i),
+                key(i),
                 head(),
                 Bytes::from(vec![b'y'; 500]),
                 Duration::from_secs(60)
@@ -772,7 +772,7 @@ mod tests {
         let s = zone.snapshot();
         assert!(s.bytes <= 4096, "{s:?}");
         assert!(s.evictions > 0, "{s:?}");
-        assert!(zone.get_object(&key(39)).is_some());
+        assert!(zone.get_object(key(39)).is_some());
     }
 
     #[tokio::test]

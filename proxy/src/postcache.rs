@@ -16,8 +16,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http_body_util::{BodyExt, Full};
 use once_cell::sync::Lazy;
 use parking_lot::Mutex;
-use pingora_cache::CacheKey;
-use pingora_cache::key::{CacheHashKey, HashBinary};
+use pingora_cache::key::HashBinary;
 use pingora_error::Result;
 use tokio::sync::watch;
 
@@ -144,20 +143,19 @@ impl<A: EdgeApp> EdgeProxy<A> {
         plan: PostCache,
         body: Bytes,
     ) -> Result<()> {
-        let key = CacheKey::new(
-            format!(
-                "{}|g{}.{}|{}",
-                zone.name,
-                zone.generation.current(),
-                self.generations.get("registry"),
-                plan.key
-            ),
-            "",
-        );
-        let hash = key.combined_bin();
+        let hash = {
+            let mut h = blake3::Hasher::new();
+            h.update(zone.name.as_bytes());
+            h.update(&zone.generation.current().to_le_bytes());
+            h.update(&self.generations.get("registry").to_le_bytes());
+            h.update(plan.key.as_bytes());
+            let mut out = [0u8; 16];
+            out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+            out
+        };
         let mut waited = false;
         let filling = loop {
-            if let Some(kept) = zone.get_object(&key)
+            if let Some(kept) = zone.get_object(hash)
                 && let Some(answer) = render(&kept, &plan.own)
             {
                 ctx.status = 200;
@@ -215,7 +213,7 @@ impl<A: EdgeApp> EdgeProxy<A> {
             let ttl = ttl.min(*zone.default_ttl.read());
             let mut head = pingora_http::ResponseHeader::build(200, Some(1))?;
             head.insert_header(CONTENT_TYPE, "application/json")?;
-            zone.put_object(&key, head, t, ttl);
+            zone.put_object(hash, head, t, ttl);
         }
         let response = http::Response::from_parts(parts, full(bytes));
         self.answer(session, ctx, response, "MISS").await

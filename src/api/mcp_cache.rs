@@ -75,14 +75,21 @@ impl PostCachePolicy for McpPostCache {
             } else {
                 principal.scope_key()
             };
+            let route = path.trim_end_matches('/');
+            let mut key = String::with_capacity(
+                route.len()
+                    + plan.method.len()
+                    + plan.version.len()
+                    + plan.params.len()
+                    + who.len()
+                    + 4,
+            );
+            for part in [route, &plan.method, &plan.version, &plan.params, &who] {
+                key.push_str(part);
+                key.push('\n');
+            }
             Some(PostCache {
-                key: format!(
-                    "{}\n{}\n{}\n{}\n{who}",
-                    path.trim_end_matches('/'),
-                    plan.method,
-                    plan.version,
-                    plan.params
-                ),
+                key,
                 shared,
                 own: Bytes::from(plan.own),
             })

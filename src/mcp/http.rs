@@ -498,12 +498,35 @@ pub async fn cache_plan<H: McpHandler>(
     body: &[u8],
     streamable: bool,
 ) -> Option<CachePlan> {
-    let Ok(Message::Request { id, method, params }) = jsonrpc::parse(body) else {
-        return None;
-    };
-    if !super::dispatch::CACHEABLE.contains(&method.as_str()) {
+    // The message read in place: ids and parameters are looked at only as
+    // far as needed (most reads carry no parameters at all).
+    #[derive(serde::Deserialize)]
+    struct Peek<'a> {
+        jsonrpc: &'a str,
+        #[serde(borrow)]
+        method: std::borrow::Cow<'a, str>,
+        #[serde(borrow)]
+        id: Option<&'a serde_json::value::RawValue>,
+        #[serde(borrow)]
+        params: Option<&'a serde_json::value::RawValue>,
+    }
+    let peek: Peek = serde_json::from_slice(body).ok()?;
+    if peek.jsonrpc != "2.0" || !super::dispatch::CACHEABLE.contains(&peek.method.as_ref()) {
         return None;
     }
+    // A request: an id that is a string or an integer (what the dispatcher
+    // accepts), written back as the answer will write it.
+    let id: Value = serde_json::from_str(peek.id?.get()).ok()?;
+    if !(id.is_string() || id.is_i64() || id.is_u64()) {
+        return None;
+    }
+    let params = match peek.params.map(|p| p.get().trim()) {
+        None | Some("null") | Some("{}") => Value::Null,
+        Some(p) if p.starts_with('{') => serde_json::from_str(p).ok()?,
+        // The dispatcher refuses these: the application answers.
+        Some(_) => return None,
+    };
+    let method = peek.method.into_owned();
     let mut version = params
         .pointer("/_meta")
         .and_then(|m| m.get(protocol::META_VERSION))
