@@ -67,7 +67,9 @@ async fn rpc_endpoint_handles_good_and_bad_messages() {
         json!({"uri": "test://nothing"}),
     )
     .await;
-    assert_eq!(e["error"]["code"], -32002);
+    // SEP-2164: invalid params, with the uri.
+    assert_eq!(e["error"]["code"], -32602);
+    assert_eq!(e["error"]["data"]["uri"], "test://nothing");
     let e = rpc(&gw, &gw.admin, "logging/setLevel", json!({"level": "loud"})).await;
     assert_eq!(e["error"]["code"], -32602);
     let e = rpc(&gw, &gw.admin, "initialize", json!({})).await;
@@ -237,7 +239,7 @@ async fn streamable_http_sessions_versions_and_origins() {
     let stateless = |method_header: &'static str| {
         let c = McpClient::new(gw.url("/mcp"), Some(gw.admin.clone()));
         async move {
-            let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}}).to_string();
+            let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}}).to_string();
             c.exchange(
                 reqwest::Method::POST,
                 false,

@@ -72,12 +72,35 @@ impl EdgeHandle {
         addr: SocketAddr,
         options: EdgeOptions,
     ) -> std::io::Result<EdgeHandle> {
-        let addr = if addr.port() == 0 {
+        if addr.port() != 0 {
+            return Self::start_on(proxy, addr, options);
+        }
+        // A free port is found by binding and letting go; between the two
+        // another socket of the machine may take it: then try another.
+        let mut tries = 0;
+        loop {
             let probe = std::net::TcpListener::bind(addr)?;
-            probe.local_addr()?
-        } else {
-            addr
-        };
+            let free = probe.local_addr()?;
+            drop(probe);
+            let options = EdgeOptions {
+                upgrade_sock: options.upgrade_sock.clone(),
+                ..options
+            };
+            match Self::start_on(proxy.clone(), free, options) {
+                Err(e) if tries < 5 => {
+                    tries += 1;
+                    tracing::debug!(%free, error = %e, "the free port was taken; trying another");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn start_on<A: EdgeApp>(
+        proxy: EdgeProxy<A>,
+        addr: SocketAddr,
+        options: EdgeOptions,
+    ) -> std::io::Result<EdgeHandle> {
         let (tx, rx) = watch::channel(Stop::Running);
         let conf = ServerConf {
             threads: options.threads.max(1),

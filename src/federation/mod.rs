@@ -403,6 +403,7 @@ impl SessionRelay {
         self.0.upgrade().map(|s| crate::mcp::session::Peer {
             stream: None,
             session: Some(s),
+            log_level: None,
         })
     }
 }

@@ -419,7 +419,8 @@ impl GatewayService {
         let uri = str_param(&params, "uri")?.to_owned();
         let snap = self.registry.snapshot();
         let Some(res) = self.find_resource(&snap, ctx, &uri) else {
-            let mut e = RpcError::not_found(format!("Resource not found: {uri}"));
+            // SEP-2164: an unknown resource is invalid params, with its uri.
+            let mut e = RpcError::invalid_params(format!("Resource not found: {uri}"));
             e.data = Some(json!({"uri": uri}));
             return Err(e);
         };

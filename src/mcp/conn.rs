@@ -43,6 +43,7 @@ pub fn handle_incoming<H: McpHandler>(
     ctx.peer = Peer {
         stream: Some(out.clone()),
         session: Some(session.clone()),
+        log_level: None,
     };
     let dispatcher = dispatcher.clone();
     let out = out.clone();

@@ -83,6 +83,21 @@ pub trait McpHandler: Send + Sync + 'static {
     }
     /// Called when a downstream session ends.
     fn session_closed(&self, _session: &Session) {}
+    /// The input schema of a tool this caller may call, for the checks of
+    /// its mirrored `Mcp-Param-*` headers (stateless revision).
+    fn tool_schema(
+        &self,
+        _principal: Option<&Principal>,
+        _server_id: Option<&str>,
+        _name: &str,
+    ) -> Option<Value> {
+        None
+    }
+    /// What changed, as `(notification method, resource uri)`, for
+    /// `subscriptions/listen` streams; `None`: nothing is ever told.
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<(String, Option<String>)>> {
+        None
+    }
 }
 
 /// The answer to a request: its serialized JSON-RPC response, and the error
@@ -262,10 +277,13 @@ impl<H: McpHandler> Dispatcher<H> {
                 Ok(jsonrpc::raw(&json!({})))
             }
             "server/discover" => {
+                let info = self.handler.server_info();
                 let mut result = json!({
                     "supportedVersions": protocol::SUPPORTED,
                     "capabilities": self.handler.capabilities(ctx),
-                    "serverInfo": self.handler.server_info(),
+                    // In the body too, for clients of the first drafts.
+                    "serverInfo": info,
+                    "_meta": {super::stateless::META_SERVER_INFO: info},
                 });
                 // Absent, not null: strict clients refuse a null here.
                 if let Some(i) = self.handler.instructions() {

@@ -19,12 +19,11 @@ use super::dispatch::{Ctx, Dispatcher, McpHandler};
 use super::jsonrpc::{self, Message, RpcError};
 use super::protocol;
 use super::session::{Outbound, Peer, Session, SessionRefused, Sessions};
+use super::stateless;
 use crate::access::Principal;
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
 pub const VERSION_HEADER: &str = "mcp-protocol-version";
-/// JSON-RPC code for a header that contradicts the body (2026-07-28).
-pub const HEADER_MISMATCH: i64 = -32020;
 
 /// A request from a `Host` or `Origin` the endpoint does not serve.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -251,55 +250,6 @@ async fn named_session<H: McpHandler>(
     }
 }
 
-/// Checks of the stateless revision: headers must agree with the body.
-fn check_stateless_headers(headers: &HeaderMap, msg: &Message) -> Result<(), RpcError> {
-    let Some(method) = msg.method() else {
-        return Ok(());
-    };
-    let (Message::Request { params, .. } | Message::Notification { params, .. }) = msg else {
-        return Ok(());
-    };
-    if let Some(v) = params
-        .pointer("/_meta")
-        .and_then(|m| m.get(protocol::META_VERSION))
-        .and_then(Value::as_str)
-        && v != protocol::STATELESS
-    {
-        return Err(RpcError::new(
-            HEADER_MISMATCH,
-            format!("MCP-Protocol-Version header does not match _meta ({v})"),
-        ));
-    }
-    match header_str(headers, "mcp-method") {
-        Some(m) if m == method => {}
-        Some(m) => {
-            return Err(RpcError::new(
-                HEADER_MISMATCH,
-                format!("Mcp-Method header {m} does not match {method}"),
-            ));
-        }
-        None => {
-            return Err(RpcError::new(
-                HEADER_MISMATCH,
-                "Mcp-Method header is required",
-            ));
-        }
-    }
-    let name = params
-        .get("name")
-        .or_else(|| params.get("uri"))
-        .and_then(Value::as_str);
-    if let (Some(h), Some(n)) = (header_str(headers, "mcp-name"), name)
-        && h != n
-    {
-        return Err(RpcError::new(
-            HEADER_MISMATCH,
-            format!("Mcp-Name header {h} does not match {n}"),
-        ));
-    }
-    Ok(())
-}
-
 /// `POST /mcp`.
 pub async fn post<H: McpHandler>(
     ep: &Endpoint<H>,
@@ -308,8 +258,15 @@ pub async fn post<H: McpHandler>(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = preflight(ep, principal.as_deref(), server_id.as_deref(), headers) {
-        return r;
+    if let Err(m) = ep.guard.check(headers) {
+        return http_error(StatusCode::FORBIDDEN, m.0);
+    }
+    if let Err(e) = ep
+        .dispatcher
+        .handler
+        .check_scope(principal.as_deref(), server_id.as_deref())
+    {
+        return rpc_error(StatusCode::NOT_FOUND, Value::Null, e);
     }
     if let Some(ct) = header_str(headers, "content-type")
         && !ct.to_ascii_lowercase().starts_with("application/json")
@@ -332,20 +289,48 @@ pub async fn post<H: McpHandler>(
         Ok(m) => m,
         Err((id, e)) => return rpc_error(StatusCode::BAD_REQUEST, id, e),
     };
-    let stateless = header_str(headers, VERSION_HEADER) == Some(protocol::STATELESS);
-    if stateless && let Err(e) = check_stateless_headers(headers, &msg) {
-        let id = match &msg {
-            Message::Request { id, .. } => id.clone(),
-            _ => Value::Null,
-        };
-        return rpc_error(StatusCode::BAD_REQUEST, id, e);
-    }
-    let is_initialize = msg.method() == Some("initialize");
     let request_id = match &msg {
         Message::Request { id, .. } => id.clone(),
         _ => Value::Null,
     };
-    let (session, new_session) = if is_initialize && ep.stateful && !stateless {
+    let params = match &msg {
+        Message::Request { params, .. } | Message::Notification { params, .. } => params.clone(),
+        Message::Response { .. } => Value::Null,
+    };
+    let stateless = stateless::is_stateless(headers, &params);
+    if stateless {
+        if let Some(method) = msg.method()
+            && let Err(r) = stateless::check(headers, method, &params)
+        {
+            return rpc_error(r.status, request_id, r.error);
+        }
+        if msg.method() == Some("tools/call")
+            && let Some(schema) = ep.dispatcher.handler.tool_schema(
+                principal.as_deref(),
+                server_id.as_deref(),
+                params.get("name").and_then(Value::as_str).unwrap_or(""),
+            )
+            && let Err(r) = stateless::check_param_headers(
+                headers,
+                &schema,
+                params.get("arguments").unwrap_or(&Value::Null),
+            )
+        {
+            return rpc_error(r.status, request_id, r.error);
+        }
+    } else if let Some(v) = header_str(headers, VERSION_HEADER)
+        && !protocol::is_supported(v)
+    {
+        return http_error(
+            StatusCode::BAD_REQUEST,
+            format!("Unsupported protocol version: {v}"),
+        );
+    }
+    let is_initialize = msg.method() == Some("initialize");
+    // The stateless revision has no sessions: a session id is ignored.
+    let (session, new_session) = if stateless {
+        (None, false)
+    } else if is_initialize && ep.stateful {
         match ep.sessions.create(
             owner_of(principal.as_deref()),
             server_id.clone(),
@@ -380,7 +365,9 @@ pub async fn post<H: McpHandler>(
         ep.dispatcher.dispatch(ctx, msg).await;
         return StatusCode::ACCEPTED.into_response();
     }
-    let stateless_unknown = stateless && !is_known_method(msg.method().unwrap_or(""));
+    if stateless && msg.method() == Some("subscriptions/listen") {
+        return listen(ep, request_id, &params);
+    }
     let (tx, mut rx) = mpsc::unbounded_channel::<Outbound>();
     let mut ctx = Ctx::new(principal, server_id);
     ctx.session = session.clone();
@@ -390,6 +377,14 @@ pub async fn post<H: McpHandler>(
     ctx.peer = Peer {
         stream: streams.then(|| tx.clone()),
         session: session.clone(),
+        // Stateless: log messages only when the request asked for a level.
+        log_level: stateless.then(|| {
+            params
+                .pointer("/_meta")
+                .and_then(|m| m.get(stateless::META_LOG_LEVEL))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        }),
     };
     let dispatcher = ep.dispatcher.clone();
     tokio::spawn(async move {
@@ -418,10 +413,10 @@ pub async fn post<H: McpHandler>(
                 }
             }
         }
-        let status = if stateless_unknown && last.error_code == Some(jsonrpc::METHOD_NOT_FOUND) {
-            StatusCode::NOT_FOUND
-        } else {
-            StatusCode::OK
+        let status = match last.error_code {
+            Some(code) if stateless && code == jsonrpc::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
+            Some(code) if stateless => stateless::error_status(code),
+            _ => StatusCode::OK,
         };
         (status, json_answer(last.json, last.cache)).into_response()
     } else {
@@ -436,6 +431,88 @@ pub async fn post<H: McpHandler>(
         );
     }
     resp
+}
+
+/// `subscriptions/listen` (stateless revision): a stream that opens with
+/// the acknowledgement of the filter it honours, then carries the list
+/// changes the client asked for, each tagged with the listen request's id.
+fn listen<H: McpHandler>(ep: &Endpoint<H>, id: Value, params: &Value) -> Response {
+    const FLAGS: [(&str, &str); 3] = [
+        ("toolsListChanged", "notifications/tools/list_changed"),
+        ("promptsListChanged", "notifications/prompts/list_changed"),
+        (
+            "resourcesListChanged",
+            "notifications/resources/list_changed",
+        ),
+    ];
+    let asked = params.get("notifications").cloned().unwrap_or(Value::Null);
+    let mut honoured = serde_json::Map::new();
+    let mut wanted: Vec<&'static str> = Vec::new();
+    for (flag, method) in FLAGS {
+        if asked.get(flag) == Some(&Value::Bool(true)) {
+            honoured.insert(flag.into(), Value::Bool(true));
+            wanted.push(method);
+        }
+    }
+    let uris: Vec<String> = asked
+        .get("resourceSubscriptions")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    if !uris.is_empty() {
+        honoured.insert("resourceSubscriptions".into(), json!(uris));
+    }
+    let tag = json!({stateless::META_SUBSCRIPTION: id});
+    let ack = jsonrpc::notification(
+        "notifications/subscriptions/acknowledged",
+        &json!({"notifications": honoured, "_meta": tag}),
+    );
+    let changes = ep.dispatcher.handler.changes();
+    let keepalive = ep.keepalive;
+    let stream = async_stream::stream! {
+        yield Ok::<_, Infallible>(frame_plain(&ack.to_string()));
+        let Some(mut changes) = changes else {
+            std::future::pending::<()>().await;
+            return;
+        };
+        loop {
+            let change = tokio::select! {
+                c = changes.recv() => c,
+                _ = tokio::time::sleep(keepalive) => {
+                    yield Ok(Bytes::from_static(b":\n\n"));
+                    continue;
+                }
+            };
+            let (method, uri) = match change {
+                Ok(c) => c,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => break,
+            };
+            let mut params = json!({"_meta": tag});
+            let send = if method == "notifications/resources/updated" {
+                let hit = uri.as_ref().is_some_and(|u| uris.contains(u));
+                params["uri"] = json!(uri);
+                hit
+            } else {
+                wanted.contains(&method.as_str())
+            };
+            if send {
+                yield Ok(frame_plain(&jsonrpc::notification(&method, &params).to_string()));
+            }
+        }
+    };
+    let mut resp = Response::new(Body::from_stream(stream));
+    sse_headers(&mut resp);
+    resp
+}
+
+fn frame_plain(data: &str) -> Bytes {
+    Bytes::from(format!("event: message\ndata: {data}\n\n"))
 }
 
 /// What the edge needs to keep the answer to a read over POST (`/rpc` or
@@ -542,14 +619,10 @@ pub async fn cache_plan<H: McpHandler>(
         if headers.contains_key(header::ACCEPT) && !accepts(headers, "application/json") {
             return None;
         }
-        let msg = Message::Request {
-            id: id.clone(),
-            method: method.clone(),
-            params: params.clone(),
-        };
-        let stateless = header_str(headers, VERSION_HEADER) == Some(protocol::STATELESS);
-        if stateless && check_stateless_headers(headers, &msg).is_err() {
-            return None;
+        if stateless::is_stateless(headers, &params) {
+            // Every check of the revision, as a real request meets them
+            // (the tool's own headers too: calls are never kept).
+            stateless::check(headers, &method, &params).ok()?;
         }
         if header_str(headers, SESSION_HEADER).is_some() {
             let s = named_session(ep, principal, server_id, headers, &id)
@@ -581,27 +654,6 @@ pub async fn cache_plan<H: McpHandler>(
         own: format!("\"id\":{}", serde_json::to_string(&id).ok()?),
         uri,
     })
-}
-
-fn is_known_method(m: &str) -> bool {
-    matches!(
-        m,
-        "initialize"
-            | "ping"
-            | "logging/setLevel"
-            | "server/discover"
-            | "tools/list"
-            | "tools/call"
-            | "resources/list"
-            | "resources/read"
-            | "resources/templates/list"
-            | "resources/subscribe"
-            | "resources/unsubscribe"
-            | "prompts/list"
-            | "prompts/get"
-            | "completion/complete"
-            | "subscriptions/listen"
-    )
 }
 
 pub(crate) fn sse_headers(resp: &mut Response) {
@@ -925,13 +977,34 @@ mod tests {
         assert_eq!(s, StatusCode::ACCEPTED);
         let (s, v) = post(
             mcp_headers(&[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "nope/nope")]),
-            r#"{"jsonrpc":"2.0","id":2,"method":"nope/nope","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+            r#"{"jsonrpc":"2.0","id":2,"method":"nope/nope","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#,
         )
         .await;
         assert_eq!(
-            (s, v["error"]["code"].as_i64()),
-            (StatusCode::NOT_FOUND, Some(-32601)),
-            "stateless: unknown method is 404"
+            (s, v["error"]["code"].as_i64(), v["id"].as_i64()),
+            (StatusCode::NOT_FOUND, Some(-32601), Some(2)),
+            "stateless: unknown method is 404, with the request's id"
+        );
+        let (s, v) = post(
+            mcp_headers(&[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/list")]),
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+        )
+        .await;
+        assert_eq!(
+            (s, v["error"]["code"].as_i64(), v["id"].as_i64()),
+            (StatusCode::BAD_REQUEST, Some(-32602), Some(4)),
+            "stateless: _meta without client capabilities"
+        );
+        let (s, v) = post(
+            mcp_headers(&[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/list")]),
+            r#"{"jsonrpc":"2.0","id":5,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["result"]["resultType"], "complete");
+        assert!(
+            v["result"]["ttlMs"].is_u64() && v["result"]["cacheScope"].is_string(),
+            "{v}"
         );
         let (s, v) = post(
             mcp_headers(&[]),

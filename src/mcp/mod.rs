@@ -10,5 +10,6 @@ pub mod jsonrpc;
 pub mod protocol;
 pub mod sealed;
 pub mod session;
+pub mod stateless;
 
 pub use dispatch::{Ctx, Dispatcher, McpHandler, Reply};

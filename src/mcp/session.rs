@@ -691,6 +691,10 @@ impl Sessions {
 pub struct Peer {
     pub stream: Option<OutTx>,
     pub session: Option<Arc<Session>>,
+    /// A stateless request's `_meta` log level: `Some(None)` when it asked
+    /// for none (then no log message is sent at all); `None` off that
+    /// revision.
+    pub log_level: Option<Option<String>>,
 }
 
 const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
@@ -707,12 +711,22 @@ impl Peer {
     /// stream here, else wherever the session's stream is (or kept for it).
     /// Log messages below the session's `logging/setLevel` are dropped.
     pub fn notify(&self, method: &str, params: Value) {
-        if method == "notifications/message"
-            && let (Some(s), Some(level)) =
-                (&self.session, params.get("level").and_then(Value::as_str))
-            && !super::dispatch::log_passes(level, &s.state.lock().log_level)
-        {
-            return;
+        if method == "notifications/message" {
+            let level = params.get("level").and_then(Value::as_str);
+            match (&self.log_level, &self.session, level) {
+                (Some(None), _, _) => return,
+                (Some(Some(threshold)), _, Some(level))
+                    if !super::dispatch::log_passes(level, threshold) =>
+                {
+                    return;
+                }
+                (None, Some(s), Some(level))
+                    if !super::dispatch::log_passes(level, &s.state.lock().log_level) =>
+                {
+                    return;
+                }
+                _ => {}
+            }
         }
         let json = jsonrpc::notification(method, &params).to_string();
         match self.route() {
@@ -780,6 +794,7 @@ mod tests {
         let peer = Peer {
             stream: Some(tx),
             session: Some(s),
+            log_level: None,
         };
         peer.notify(
             "notifications/message",
@@ -879,6 +894,7 @@ mod tests {
         let peer = Peer {
             stream: Some(tx),
             session: Some(s.clone()),
+            log_level: None,
         };
         let answer = tokio::spawn(async move { peer.request("roots/list", json!({})).await });
         let sent: Value = serde_json::from_str(&rx.recv().await.unwrap().json).unwrap();
