@@ -1281,3 +1281,132 @@ async fn stop_lets_calls_in_flight_finish_within_the_grace_period() {
     );
     too_long.abort();
 }
+
+/// A stateless (2026-07-28) POST through the gateway: status and body.
+async fn stateless_call(
+    gw: &Gw,
+    method: &str,
+    name: Option<&str>,
+    mut params: Value,
+    caps: Value,
+) -> (StatusCode, Value) {
+    params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                             "io.modelcontextprotocol/clientCapabilities": caps});
+    let mut req = gw
+        .http
+        .post(gw.url("/mcp"))
+        .bearer_auth(&gw.admin)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", method)
+        .json(&json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}));
+    if let Some(n) = name {
+        req = req.header("mcp-name", n);
+    }
+    let r = req.send().await.unwrap();
+    let s = r.status();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Clients of the stateless revision reach an upstream that speaks it
+/// statelessly: tools it lists only there are discovered, input-required
+/// results and their sealed state pass through untouched over several
+/// rounds, a changed state is refused by the upstream, and a missing client
+/// capability is the upstream's 400 -32021.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateless_clients_get_input_required_results_relayed() {
+    let fx = Fixture::start(0, &[]);
+    let gw = Gw::on(Backend::Sqlite).mcp().start().await;
+    let registered = register(&gw, "fx", &fx.url(), "STREAMABLEHTTP").await;
+    assert!(
+        registered["capabilities"]["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("2026-07-28")),
+        "{registered}"
+    );
+    let caps = json!({"elicitation": {}, "sampling": {}});
+    let (s, list) = stateless_call(&gw, "tools/list", None, json!({}), caps.clone()).await;
+    assert_eq!(s, StatusCode::OK);
+    let names: Vec<&str> = list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"fx-test_input_required_result_multi_round"),
+        "{names:?}"
+    );
+    assert!(names.contains(&"fx-echo"));
+
+    let tool = "fx-test_input_required_result_multi_round";
+    let call = |extra: Value| {
+        let mut p = json!({"name": tool, "arguments": {}});
+        for (k, v) in extra.as_object().unwrap() {
+            p[k] = v.clone();
+        }
+        p
+    };
+    let (_, r1) =
+        stateless_call(&gw, "tools/call", Some(tool), call(json!({})), caps.clone()).await;
+    assert_eq!(r1["result"]["resultType"], "input_required", "{r1}");
+    assert!(r1["result"]["inputRequests"]["step1"].is_object());
+    assert!(
+        r1["result"].get("ttlMs").is_none(),
+        "no cache hints on input-required results"
+    );
+    let s1 = r1["result"]["requestState"].as_str().unwrap().to_owned();
+    let (_, r2) = stateless_call(&gw, "tools/call", Some(tool), call(json!({
+        "inputResponses": {"step1": {"action": "accept", "content": {"name": "Alice"}}}, "requestState": s1})), caps.clone()).await;
+    assert_eq!(r2["result"]["resultType"], "input_required", "{r2}");
+    let s2 = r2["result"]["requestState"].as_str().unwrap().to_owned();
+    assert_ne!(s1, s2);
+    let (_, r3) = stateless_call(&gw, "tools/call", Some(tool), call(json!({
+        "inputResponses": {"step2": {"action": "accept", "content": {"color": "blue"}}}, "requestState": s2})), caps.clone()).await;
+    assert_eq!(r3["result"]["resultType"], "complete", "{r3}");
+    assert_eq!(tool_text(&r3), "Alice likes blue");
+    let (_, bad) = stateless_call(
+        &gw,
+        "tools/call",
+        Some(tool),
+        call(json!({
+        "inputResponses": {"step1": {"action": "accept", "content": {"name": "Alice"}}},
+        "requestState": format!("{s1}-TAMPERED")})),
+        caps.clone(),
+    )
+    .await;
+    assert_eq!(bad["error"]["code"], -32602, "{bad}");
+    assert_eq!(bad["id"], 7);
+
+    let needy = "fx-test_missing_capability";
+    let (s, e) = stateless_call(
+        &gw,
+        "tools/call",
+        Some(needy),
+        json!({"name": needy, "arguments": {}}),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_i64()),
+        (StatusCode::BAD_REQUEST, Some(-32021)),
+        "{e}"
+    );
+    assert!(e["error"]["data"]["requiredCapabilities"]["sampling"].is_object());
+    // The Mcp-Name mirrors the name the client called, not the upstream's.
+    let (s, e) = stateless_call(
+        &gw,
+        "tools/call",
+        Some("test_missing_capability"),
+        json!({"name": needy, "arguments": {}}),
+        caps,
+    )
+    .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_i64()),
+        (StatusCode::BAD_REQUEST, Some(-32020)),
+        "{e}"
+    );
+    gw.stop().await;
+}

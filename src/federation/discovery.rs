@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Federation;
-use super::upstream::UpstreamError;
+use super::upstream::{self, Transport, Upstream, UpstreamError, UpstreamSpec};
 use crate::registry::Updater;
 pub use crate::registry::discovered::{Discovered, exposed_name, sanitize};
 use crate::registry::model::Gateway;
@@ -28,29 +28,50 @@ pub enum RefreshError {
 
 const MAX_PAGES: usize = 100;
 
+/// Where a gateway's discovered capabilities record the protocol versions
+/// its upstream announced in `server/discover` (the stateless revision).
+pub const VERSIONS_KEY: &str = "supportedVersions";
+
+/// How a list is asked for: over the discovery session, or statelessly.
+enum Asker<'a> {
+    Session(&'a Upstream),
+    Stateless(&'a UpstreamSpec),
+}
+
 async fn list_all(
     fed: &Federation,
-    gw: &Gateway,
+    asker: &Asker<'_>,
     method: &str,
     key: &str,
 ) -> Result<Vec<Value>, UpstreamError> {
-    let up = fed.shared(gw).await?;
     let mut out = Vec::new();
     let mut cursor: Option<Value> = None;
     for _ in 0..MAX_PAGES {
-        let params = match &cursor {
+        let mut params = match &cursor {
             Some(c) => json!({"cursor": c}),
             None => json!({}),
         };
-        let r = up
-            .call(
-                method,
-                params,
-                None,
-                fed.cfg.federation_timeout,
-                CancellationToken::new(),
-            )
-            .await?;
+        let timeout = fed.cfg.federation_timeout;
+        let r = match asker {
+            Asker::Session(up) => {
+                up.call(method, params, None, timeout, CancellationToken::new())
+                    .await?
+            }
+            Asker::Stateless(spec) => {
+                params["_meta"] = stateless_meta();
+                upstream::stateless::call(
+                    &fed.http,
+                    spec,
+                    method,
+                    params,
+                    &[],
+                    None,
+                    timeout,
+                    CancellationToken::new(),
+                )
+                .await?
+            }
+        };
         if let Some(items) = r.get(key).and_then(Value::as_array) {
             out.extend(items.iter().cloned());
         }
@@ -62,25 +83,81 @@ async fn list_all(
     Ok(out)
 }
 
+/// What discovery declares about itself: a client that can answer every
+/// kind of request, so that an upstream shows every tool it may gate on
+/// sampling, elicitation or roots.
+fn all_capabilities() -> Value {
+    json!({"sampling": {}, "elicitation": {}, "roots": {"listChanged": true}})
+}
+
+fn stateless_meta() -> Value {
+    json!({
+        crate::mcp::protocol::META_VERSION: crate::mcp::protocol::STATELESS,
+        crate::mcp::stateless::META_CAPABILITIES: all_capabilities(),
+        "io.modelcontextprotocol/clientInfo": {"name": "mcpgate", "version": env!("CARGO_PKG_VERSION")},
+    })
+}
+
+/// Adds the items of `more` that `into` lacks (by `key`).
+fn merge(into: &mut Vec<Value>, more: Vec<Value>, key: &str) {
+    for item in more {
+        if !into.iter().any(|x| x.get(key) == item.get(key)) {
+            into.push(item);
+        }
+    }
+}
+
+/// Asks an upstream what it offers, in each revision it speaks: the
+/// handshake's (on a session of its own, declaring every client
+/// capability), and, when `server/discover` says it speaks the stateless
+/// revision, what it lists there too (some tools exist only there).
 pub async fn discover(fed: &Federation, gw: &Gateway) -> Result<Discovered, UpstreamError> {
-    let up = fed.shared(gw).await?;
-    let caps = up.server_capabilities.clone();
+    let up = fed.connect(gw, all_capabilities(), None).await?;
+    let listed = discover_on(fed, &Asker::Session(&up), &up.server_capabilities).await;
+    up.close().await;
+    let mut d = listed?;
+    if gw.transport == Transport::StreamableHttp {
+        let spec = fed.spec(gw)?;
+        if let Some(versions) =
+            upstream::stateless::discover(&fed.http, &spec, fed.cfg.federation_timeout).await
+        {
+            // What the stateless revision offers besides: best effort, the
+            // handshake's lists stand on their own.
+            if let Ok(more) = discover_on(fed, &Asker::Stateless(&spec), &d.capabilities).await {
+                merge(&mut d.tools, more.tools, "name");
+                merge(&mut d.resources, more.resources, "uri");
+                merge(&mut d.templates, more.templates, "uriTemplate");
+                merge(&mut d.prompts, more.prompts, "name");
+            }
+            d.capabilities[VERSIONS_KEY] = json!(versions);
+        }
+    }
+    // The pooled connection hears the upstream's list changes from now on.
+    fed.shared(gw).await?;
+    Ok(d)
+}
+
+async fn discover_on(
+    fed: &Federation,
+    asker: &Asker<'_>,
+    caps: &Value,
+) -> Result<Discovered, UpstreamError> {
     let mut d = Discovered {
         capabilities: caps.clone(),
         ..Discovered::default()
     };
     if caps.get("tools").is_some() {
-        d.tools = list_all(fed, gw, "tools/list", "tools").await?;
+        d.tools = list_all(fed, asker, "tools/list", "tools").await?;
     }
     if caps.get("resources").is_some() {
-        d.resources = list_all(fed, gw, "resources/list", "resources").await?;
+        d.resources = list_all(fed, asker, "resources/list", "resources").await?;
         // Templates are optional even for servers with resources.
-        d.templates = list_all(fed, gw, "resources/templates/list", "resourceTemplates")
+        d.templates = list_all(fed, asker, "resources/templates/list", "resourceTemplates")
             .await
             .unwrap_or_default();
     }
     if caps.get("prompts").is_some() {
-        d.prompts = list_all(fed, gw, "prompts/list", "prompts").await?;
+        d.prompts = list_all(fed, asker, "prompts/list", "prompts").await?;
     }
     Ok(d)
 }

@@ -370,6 +370,56 @@ impl Federation {
         }
     }
 
+    /// Does this gateway's upstream speak the stateless revision (as its
+    /// discovery found)?
+    pub fn speaks_stateless(gw: &Gateway) -> bool {
+        gw.transport == Transport::StreamableHttp
+            && gw
+                .capabilities
+                .get(discovery::VERSIONS_KEY)
+                .and_then(Value::as_array)
+                .is_some_and(|v| v.iter().any(|x| x == crate::mcp::protocol::STATELESS))
+    }
+
+    /// One request to the upstream in the stateless revision, for a
+    /// downstream client that speaks it: its `_meta` and `Mcp-Param-*`
+    /// headers go through, and the answer comes back untouched.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn call_stateless(
+        &self,
+        gw: &Gateway,
+        method: &str,
+        params: Value,
+        headers: &[(String, String)],
+        relay: Option<Arc<dyn Relay>>,
+        timeout: Duration,
+        cancel: CancellationToken,
+    ) -> Result<Value, RpcError> {
+        let spec = self.spec(gw).map_err(|e| e.to_rpc())?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match upstream::stateless::call(
+                &self.http,
+                &spec,
+                method,
+                params.clone(),
+                headers,
+                relay.clone(),
+                timeout,
+                cancel.clone(),
+            )
+            .await
+            {
+                Ok(v) => return Ok(v),
+                Err(e) if e.retryable() && attempt < self.cfg.retry_max_attempts => {
+                    tokio::time::sleep(self.backoff(attempt)).await;
+                }
+                Err(e) => return Err(e.to_rpc()),
+            }
+        }
+    }
+
     /// Closes the upstream connections a downstream session opened.
     pub fn session_closed(&self, session: &Session) {
         let ups: Vec<Arc<Upstream>> = session

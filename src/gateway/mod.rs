@@ -122,6 +122,17 @@ fn page_bounds(
     Ok((start, end, (end < len).then_some(end)))
 }
 
+/// `upstream` with the client's answers to an earlier input-required
+/// result (SEP-2322), passed on untouched.
+fn with_inputs(mut upstream: Value, params: &Value) -> Value {
+    for key in ["inputResponses", "requestState"] {
+        if let Some(v) = params.get(key) {
+            upstream[key] = v.clone();
+        }
+    }
+    upstream
+}
+
 /// Does `uri` match an RFC 6570 level-1 template such as `test://t/{id}/data`?
 pub fn template_matches(template: &str, uri: &str) -> bool {
     let mut pattern = String::from("^");
@@ -205,6 +216,11 @@ impl GatewayService {
         Ok(gw)
     }
 
+    /// Sends a request to the gateway's upstream and returns its result.
+    /// `params` are the upstream's, without `_meta`: a client of the
+    /// stateless revision has its own `_meta` passed on (statelessly, to an
+    /// upstream that speaks the revision); any other gets the request's
+    /// `_meta` without the revision's keys.
     async fn forward(
         &self,
         ctx: &Ctx,
@@ -213,9 +229,55 @@ impl GatewayService {
         params: Value,
         timeout: Duration,
     ) -> Result<Json, RpcError> {
+        Ok(jsonrpc::raw(
+            &self.forward_value(ctx, gw, method, params, timeout).await?,
+        ))
+    }
+
+    async fn forward_value(
+        &self,
+        ctx: &Ctx,
+        gw: &Gateway,
+        method: &str,
+        mut params: Value,
+        timeout: Duration,
+    ) -> Result<Value, RpcError> {
         let relay: Arc<dyn Relay> = Arc::new(PeerRelay(ctx.peer.clone()));
-        let r = self
-            .fed
+        if let Some(p) = params.as_object_mut() {
+            p.remove("_meta");
+        }
+        if ctx.protocol_version == crate::mcp::protocol::STATELESS
+            && Federation::speaks_stateless(gw)
+        {
+            params["_meta"] = ctx.meta.clone();
+            return self
+                .fed
+                .call_stateless(
+                    gw,
+                    method,
+                    params,
+                    &ctx.forward_headers,
+                    Some(relay),
+                    timeout,
+                    ctx.cancel.clone(),
+                )
+                .await;
+        }
+        if let Some(meta) = ctx.meta.as_object() {
+            // The progress token is the relay's to map; the revision's keys
+            // mean nothing on a session.
+            let kept: serde_json::Map<String, Value> = meta
+                .iter()
+                .filter(|(k, _)| {
+                    *k != "progressToken" && !k.starts_with("io.modelcontextprotocol/")
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if !kept.is_empty() {
+                params["_meta"] = Value::Object(kept);
+            }
+        }
+        self.fed
             .call(
                 gw,
                 ctx.session.as_ref(),
@@ -225,8 +287,7 @@ impl GatewayService {
                 timeout,
                 ctx.cancel.clone(),
             )
-            .await?;
-        Ok(jsonrpc::raw(&r))
+            .await
     }
 
     fn find_tool<'s>(&self, snap: &'s Snapshot, ctx: &Ctx, name: &str) -> Option<&'s Tool> {
@@ -303,16 +364,10 @@ impl GatewayService {
             return Ok(jsonrpc::raw(&r));
         }
         let gw = self.gateway(&snap, tool.gateway_id.as_deref())?;
-        let mut upstream = json!({"name": tool.original_name, "arguments": args});
-        if let Some(meta) = params.get("_meta").filter(|m| m.is_object()) {
-            let mut meta = meta.clone();
-            meta.as_object_mut()
-                .expect("object")
-                .remove("progressToken");
-            if !meta.as_object().expect("object").is_empty() {
-                upstream["_meta"] = meta;
-            }
-        }
+        let upstream = with_inputs(
+            json!({"name": tool.original_name, "arguments": args}),
+            &params,
+        );
         self.forward(ctx, gw, "tools/call", upstream, timeout).await
     }
 
@@ -426,18 +481,9 @@ impl GatewayService {
         };
         if res.gateway_id.is_some() {
             let gw = self.gateway(&snap, res.gateway_id.as_deref())?;
-            let relay: Arc<dyn Relay> = Arc::new(PeerRelay(ctx.peer.clone()));
+            let upstream = with_inputs(json!({"uri": uri}), &params);
             let r = self
-                .fed
-                .call(
-                    gw,
-                    ctx.session.as_ref(),
-                    method,
-                    params,
-                    Some((relay, ctx.progress_token.clone())),
-                    self.fed.cfg.federation_timeout,
-                    ctx.cancel.clone(),
-                )
+                .forward_value(ctx, gw, method, upstream, self.fed.cfg.federation_timeout)
                 .await?;
             // Kept as long as, and by whom, the upstream says; nothing said,
             // not kept.
@@ -476,7 +522,8 @@ impl GatewayService {
             .unwrap_or_else(|| json!({}));
         if p.gateway_id.is_some() {
             let gw = self.gateway(&snap, p.gateway_id.as_deref())?;
-            let upstream = json!({"name": p.original_name, "arguments": args});
+            let upstream =
+                with_inputs(json!({"name": p.original_name, "arguments": args}), &params);
             return self
                 .forward(
                     ctx,
@@ -604,6 +651,21 @@ impl McpHandler for GatewayService {
                 other => Err(RpcError::method_not_found(other)),
             }
         })
+    }
+
+    fn tool_schema(
+        &self,
+        principal: Option<&Principal>,
+        server_id: Option<&str>,
+        name: &str,
+    ) -> Option<Value> {
+        let snap = self.registry.snapshot();
+        let ctx = Ctx::new(
+            principal.map(|p| Arc::new(p.clone())),
+            server_id.map(str::to_owned),
+        );
+        self.find_tool(&snap, &ctx, name)
+            .map(|t| t.input_schema.clone())
     }
 
     fn check_scope(

@@ -28,6 +28,9 @@ pub struct Ctx {
     pub cancel: CancellationToken,
     pub protocol_version: String,
     pub meta: Value,
+    /// Headers of a stateless request that a relay passes on as they are
+    /// (`Mcp-Param-*`).
+    pub forward_headers: Vec<(String, String)>,
 }
 
 impl Ctx {
@@ -42,6 +45,7 @@ impl Ctx {
             cancel: CancellationToken::new(),
             protocol_version: protocol::LATEST.to_owned(),
             meta: Value::Null,
+            forward_headers: Vec::new(),
         }
     }
 
@@ -140,6 +144,10 @@ fn stateless_result(method: &str, raw: jsonrpc::Json) -> jsonrpc::Json {
     let hint = raw.cache();
     let needs_hints = CACHEABLE.contains(&method);
     match serde_json::from_str::<Value>(raw.get()) {
+        // An input-required result says nothing of caching, and is never kept.
+        Ok(Value::Object(m)) if m.get("resultType").is_some_and(|t| t == "input_required") => {
+            jsonrpc::raw(&Value::Object(m))
+        }
         Ok(Value::Object(mut m))
             if !m.contains_key("resultType") || (needs_hints && !m.contains_key("ttlMs")) =>
         {

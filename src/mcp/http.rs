@@ -371,6 +371,13 @@ pub async fn post<H: McpHandler>(
     let (tx, mut rx) = mpsc::unbounded_channel::<Outbound>();
     let mut ctx = Ctx::new(principal, server_id);
     ctx.session = session.clone();
+    if stateless {
+        ctx.forward_headers = headers
+            .iter()
+            .filter(|(k, _)| k.as_str().starts_with("mcp-param-"))
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
+    }
     // A client that takes no stream on this POST gets what the request
     // says meanwhile on its session's stream (wherever that is).
     let streams = accepts(headers, "text/event-stream");
@@ -603,6 +610,10 @@ pub async fn cache_plan<H: McpHandler>(
         // The dispatcher refuses these: the application answers.
         Some(_) => return None,
     };
+    // A retry after an input-required result (SEP-2322) is never kept.
+    if params.get("inputResponses").is_some() || params.get("requestState").is_some() {
+        return None;
+    }
     let method = peek.method.into_owned();
     let mut version = params
         .pointer("/_meta")

@@ -138,6 +138,30 @@ get_stream_conformance() { # every scenario, the four relayed ones included, as 
 }
 check "conformance: through mcpgate in front of an upstream that asks on its GET stream" get_stream_conformance
 
+# The frozen requirement sets of each revision (conformance 0.2.0-alpha.12):
+# through the gateway, on :4444 and through the edge, every scenario that
+# passes against the fixture directly must pass.
+requirements() { # requirements NAME URL SET
+  "$NODE22" "$CACHE/node_modules/conformance-next/dist/index.js" server --url "$2" \
+    --requirements "$3" -o "$WORK/req-$1-$3" >"$WORK/req-$1-$3.log" 2>&1 || true
+  "$NODE" "$CACHE/conformance-summary.mjs" "$WORK/req-$1-$3" >"$WORK/req-$1-$3.summary" || true
+}
+set_through() { # set_through SET NAME URL
+  requirements "$2" "$3" "$1"
+  echo "fixture directly: $(tail -n 1 "$WORK/req-fixture-$1.summary"); $2: $(tail -n 1 "$WORK/req-$2-$1.summary")"
+  local missing=0
+  while read -r verdict scenario _; do
+    [ "$verdict" = PASS ] || continue
+    grep -q "^PASS  $scenario " "$WORK/req-$2-$1.summary" || { echo "passes directly, not through $2: $scenario"; missing=1; }
+  done <"$WORK/req-fixture-$1.summary"
+  return $missing
+}
+for set in 2025-11-25 2026-07-28; do
+  requirements fixture "http://127.0.0.1:$FX_PORT/mcp" "$set"
+  check "requirements $set: through mcpgate :4444 as directly" set_through "$set" gateway "$GW/servers/conformance/mcp"
+  check "requirements $set: through the edge :8080 as directly" set_through "$set" edge "http://127.0.0.1:$EDGE/servers/conformance/mcp"
+done
+
 DOC="demo://resource/static/document/architecture.md"
 for mode in auto legacy; do
   check "python SDK ($mode) -> everything (Streamable HTTP)" "$PY" "$HERE/py_client.py" "$GW/mcp" --token "$TOKEN" --mode "$mode" \

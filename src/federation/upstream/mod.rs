@@ -6,6 +6,7 @@
 //! call's [`Relay`].
 
 mod sse;
+pub mod stateless;
 mod stdio;
 mod stream;
 mod streamable;
