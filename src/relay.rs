@@ -456,6 +456,32 @@ impl Subscriber for SessionEndings {
     }
 }
 
+/// Turns cluster events into what `subscriptions/listen` streams carry:
+/// any registry change may change every list; an upstream's resource
+/// change is told to those who follow that resource.
+pub struct ListChanges(pub tokio::sync::broadcast::Sender<(String, Option<String>)>);
+
+impl Subscriber for ListChanges {
+    fn on_event<'a>(&'a self, event: &'a Event, _origin: Origin) -> BoxFuture<'a, ()> {
+        match event {
+            Event::RegistryChanged { .. } | Event::PrincipalsChanged { .. } => {
+                for what in ["tools", "prompts", "resources"] {
+                    let _ = self
+                        .0
+                        .send((format!("notifications/{what}/list_changed"), None));
+                }
+            }
+            Event::UpstreamResourceUpdated { uri, .. } => {
+                let _ = self
+                    .0
+                    .send(("notifications/resources/updated".into(), Some(uri.clone())));
+            }
+            _ => {}
+        }
+        Box::pin(async {})
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

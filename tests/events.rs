@@ -126,6 +126,37 @@ async fn every_write_announces_once(backend: Backend) {
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert!(registry_changed(&seen.one("refresh")));
+    // Discovery takes time: a gateway deleted meanwhile is not written back
+    // (was a foreign-key failure, answered 500).
+    let snapshot_gw = gw
+        .running
+        .state
+        .registry
+        .snapshot()
+        .gateways
+        .get(&gid)
+        .unwrap()
+        .item
+        .clone();
+    let found =
+        mcpgate::federation::discovery::discover(&gw.running.state.federation, &snapshot_gw)
+            .await
+            .unwrap();
+    let (s, _) = gw.delete(&format!("/v1/gateways/{gid}"), &t).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(registry_changed(&seen.one("gateway deleted")));
+    let written = gw
+        .running
+        .state
+        .updater
+        .apply_discovery(&snapshot_gw, found, "-")
+        .await
+        .unwrap();
+    assert!(!written, "nothing is written for a gateway that is gone");
+    seen.none("discovery of a deleted gateway");
+    let g = gw.register("fx", &fx.url(), "STREAMABLEHTTP").await;
+    let gid = g["id"].as_str().unwrap().to_owned();
+    assert!(registry_changed(&seen.one("gateway registered again")));
     let (s, _) = gw
         .post(
             "/v1/gateways",

@@ -1410,3 +1410,81 @@ async fn stateless_clients_get_input_required_results_relayed() {
     );
     gw.stop().await;
 }
+
+/// `subscriptions/listen` (stateless): the stream opens with the
+/// acknowledgement of the filter, and a registry change reaches it as the
+/// list changes the client asked for, tagged with its subscription id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateless_listeners_hear_of_registry_changes() {
+    let gw = Gw::on(Backend::Sqlite).mcp().start().await;
+    let resp = gw
+        .http
+        .post(gw.url("/mcp"))
+        .bearer_auth(&gw.admin)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "subscriptions/listen")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 41, "method": "subscriptions/listen", "params": {
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {}},
+            "notifications": {"toolsListChanged": true, "promptsListChanged": false}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut stream = resp.bytes_stream();
+    let mut frames = Vec::<Value>::new();
+    let mut buf = String::new();
+    let mut next = async || -> Value {
+        loop {
+            if let Some(end) = buf.find("\n\n") {
+                let event: String = buf.drain(..end + 2).collect();
+                if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) {
+                    return serde_json::from_str(data).unwrap();
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(5), stream.next())
+                .await
+                .expect("a frame within 5 s")
+                .unwrap()
+                .unwrap();
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    frames.push(next().await);
+    assert_eq!(
+        frames[0]["method"],
+        "notifications/subscriptions/acknowledged"
+    );
+    assert_eq!(
+        frames[0]["params"]["notifications"],
+        json!({"toolsListChanged": true})
+    );
+    assert_eq!(
+        frames[0]["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        41
+    );
+    gw.tool(&gw.admin, rest_tool("fresh")).await;
+    frames.push(next().await);
+    assert_eq!(
+        frames[1]["method"], "notifications/tools/list_changed",
+        "{frames:?}"
+    );
+    assert_eq!(
+        frames[1]["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        41
+    );
+    // The listener leaves: nothing is left for the stop to wait for.
+    drop(next);
+    drop(stream);
+    gw.stop().await;
+}

@@ -691,6 +691,7 @@ async fn refresh_gateway(
         .await
         .map_err(|e| match e {
             discovery::RefreshError::Store(s) => ApiError::from(s),
+            discovery::RefreshError::UnknownGateway(id) => ApiError::not_found("gateway", &id),
             other => ApiError::BadGateway(other.to_string()),
         })?;
     let snap = st.registry.snapshot();

@@ -175,7 +175,9 @@ pub async fn refresh(
         .map(|e| e.item.clone())
         .ok_or_else(|| RefreshError::UnknownGateway(gateway_id.to_owned()))?;
     let d = discover(fed, &gw).await?;
-    updater.apply_discovery(&gw, d, &fed.cfg.separator).await?;
+    if !updater.apply_discovery(&gw, d, &fed.cfg.separator).await? {
+        return Err(RefreshError::UnknownGateway(gateway_id.to_owned()));
+    }
     Ok(())
 }
 

@@ -27,6 +27,8 @@ pub struct GatewayService {
     /// For the live page size (`MCP_PAGE_SIZE`).
     pub config: Arc<LiveConfig>,
     pub read_scopes: ReadScopes,
+    /// List and resource changes, for `subscriptions/listen`.
+    pub changes: tokio::sync::broadcast::Sender<(String, Option<String>)>,
 }
 
 /// Relays an upstream's messages to the downstream client.
@@ -620,14 +622,20 @@ impl McpHandler for GatewayService {
         json!({"name": "mcpgate", "version": env!("CARGO_PKG_VERSION")})
     }
 
-    fn capabilities(&self, _ctx: &Ctx) -> Value {
+    fn capabilities(&self, ctx: &Ctx) -> Value {
+        // Stateless clients hear of changes on `subscriptions/listen`.
+        let changes = ctx.protocol_version == crate::mcp::protocol::STATELESS;
         json!({
-            "tools": {"listChanged": false},
-            "resources": {"subscribe": true, "listChanged": false},
-            "prompts": {"listChanged": false},
+            "tools": {"listChanged": changes},
+            "resources": {"subscribe": true, "listChanged": changes},
+            "prompts": {"listChanged": changes},
             "logging": {},
             "completions": {},
         })
+    }
+
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<(String, Option<String>)>> {
+        Some(self.changes.subscribe())
     }
 
     fn handle<'a>(

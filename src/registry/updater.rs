@@ -263,15 +263,22 @@ impl Updater {
 
     /// Rewrites a gateway's items from a new discovery. Ids of items that
     /// were already known are kept, so virtual servers keep them.
+    /// Writes what discovery found. `Ok(false)`: the gateway was deleted
+    /// meanwhile (discovery takes time), and nothing was written.
     pub async fn apply_discovery(
         &self,
         gw: &Gateway,
         d: Discovered,
         separator: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut w = self.begin(Change::Registry).await?;
+        let present: Vec<Gateway> = w.tx.fetch_where("id", gw.id.as_str().into()).await?;
+        if present.is_empty() {
+            return Ok(false);
+        }
         write_discovery(&mut w.tx, gw, d, separator).await?;
-        w.commit().await
+        w.commit().await?;
+        Ok(true)
     }
 
     /// Records a health-check verdict (a leader job: `fence` is the lease's

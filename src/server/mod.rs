@@ -289,12 +289,14 @@ pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartE
         session_sealer,
         session_net,
     );
+    let list_changes = tokio::sync::broadcast::channel(64).0;
     let mcp = Arc::new(Endpoint {
         dispatcher: Dispatcher::new(Arc::new(GatewayService {
             registry: registry.clone(),
             fed: federation.clone(),
             config: live.clone(),
             read_scopes: Default::default(),
+            changes: list_changes.clone(),
         })),
         sessions: sessions.clone(),
         guard: OriginGuard::for_bind(
@@ -309,6 +311,7 @@ pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartE
     // built from the old one are dropped.
     bus.subscribe(registry.clone());
     bus.subscribe(auth.clone());
+    bus.subscribe(Arc::new(crate::relay::ListChanges(list_changes)));
     let generations = Arc::new(Generations::default());
     let edge_zones: Vec<&'static Zone> = if config.edge_enabled {
         crate::edge::make_zones(&config)
