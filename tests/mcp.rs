@@ -1484,7 +1484,7 @@ async fn stateless_listeners_hear_of_registry_changes() {
         41
     );
     // The listener leaves: nothing is left for the stop to wait for.
-    drop(next);
+    let _ = next;
     drop(stream);
     gw.stop().await;
 }
