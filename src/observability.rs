@@ -44,6 +44,12 @@ pub struct Metrics {
     pub latency: HistogramVec,
     pub db_queries: IntCounter,
     pub items: IntGaugeVec,
+    /// `mcp_requests_total{method,server,outcome}`.
+    pub mcp_requests: IntCounterVec,
+    /// `mcp_tool_calls_total{tool,gateway,outcome}`.
+    pub tool_calls: IntCounterVec,
+    /// `mcp_tool_call_duration_seconds{tool,gateway}`.
+    pub tool_latency: HistogramVec,
 }
 
 impl Default for Metrics {
@@ -81,11 +87,42 @@ impl Metrics {
             &["kind"],
         )
         .expect("valid metric");
+        let mcp_requests = IntCounterVec::new(
+            Opts::new(
+                "mcp_requests_total",
+                "MCP requests by method, virtual server (all: /mcp and /rpc) and outcome",
+            ),
+            &["method", "server", "outcome"],
+        )
+        .expect("valid metric");
+        let tool_calls = IntCounterVec::new(
+            Opts::new(
+                "mcp_tool_calls_total",
+                "tools/call by tool, its gateway (rest: a REST tool) and outcome",
+            ),
+            &["tool", "gateway", "outcome"],
+        )
+        .expect("valid metric");
+        let tool_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "mcp_tool_call_duration_seconds",
+                "tools/call time by tool and gateway",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                60.0,
+            ]),
+            &["tool", "gateway"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(db_queries.clone()),
             Box::new(items.clone()),
+            Box::new(mcp_requests.clone()),
+            Box::new(tool_calls.clone()),
+            Box::new(tool_latency.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -95,6 +132,9 @@ impl Metrics {
             latency,
             db_queries,
             items,
+            mcp_requests,
+            tool_calls,
+            tool_latency,
         }
     }
 }

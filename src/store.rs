@@ -67,6 +67,13 @@ fn classify(e: sqlx::Error) -> StoreError {
         ));
     }
     match &e {
+        // SQLite busy or locked (5, 6, 261, 517): another writer holds the
+        // file; nothing is wrong but the moment, so the client may retry.
+        sqlx::Error::Database(db)
+            if matches!(db.code().as_deref(), Some("5" | "6" | "261" | "517")) =>
+        {
+            StoreError::Unavailable(db.message().to_owned())
+        }
         sqlx::Error::Database(db) => match db.kind() {
             sqlx::error::ErrorKind::UniqueViolation => {
                 StoreError::Conflict(db.message().to_owned())
@@ -225,6 +232,9 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     queries: Arc<AtomicU64>,
+    /// `db_query_duration_seconds`: each statement's time, pool wait
+    /// included (what a request waits for).
+    durations: prometheus::Histogram,
     /// Named, cached server-side statements (`DB_PREPARE_THRESHOLD` > 0).
     /// Off, every statement is unnamed: what PgBouncer's transaction
     /// pooling needs, where a client's next transaction may run on another
@@ -255,6 +265,7 @@ fn connect_url(config: &Config) -> String {
 macro_rules! on_pool {
     ($name:ident, $method:ident, $out:ty) => {
         async fn $name(&self, q: Query<'static, Any, AnyArguments>) -> Result<$out, sqlx::Error> {
+            let _timer = self.durations.start_timer();
             if self.persistent {
                 return q.$method(&self.pool).await;
             }
@@ -313,10 +324,22 @@ impl Store {
                     StoreError::Unavailable(m)
                 }
             })?;
+        let durations = prometheus::Histogram::with_opts(
+            prometheus::HistogramOpts::new(
+                "db_query_duration_seconds",
+                "Time of each SQL statement, waiting for a pooled connection included",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5,
+            ]),
+        )
+        .expect("valid metric");
         Ok(Store {
             pool,
             backend,
             queries: Arc::new(AtomicU64::new(0)),
+            durations,
             persistent: backend == Backend::Sqlite || config.db_prepare_threshold > 0,
         })
     }
@@ -353,6 +376,21 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// `db_query_duration_seconds`, to register where metrics are served.
+    pub fn query_durations(&self) -> prometheus::Histogram {
+        self.durations.clone()
+    }
+
+    /// `(the pool's size, connections in use)`.
+    pub fn pool_usage(&self) -> (u32, u32) {
+        let open = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(open);
+        (
+            self.pool.options().get_max_connections(),
+            open.saturating_sub(idle),
+        )
     }
 
     /// Number of SQL statements this store has run.
@@ -549,6 +587,24 @@ impl Store {
         let tx = self.pool.begin().await.map_err(classify)?;
         Ok(Tx { store: self, tx })
     }
+
+    /// A transaction that will write. SQLite takes the write lock at once
+    /// (`BEGIN IMMEDIATE`, waiting up to its busy timeout): a transaction
+    /// that reads first and writes later cannot take it once another
+    /// writer committed meanwhile, and fails at once ("database is
+    /// locked", `SQLITE_BUSY_SNAPSHOT`) whatever the timeout.
+    pub async fn begin_write(&self) -> Result<Tx<'_>, StoreError> {
+        if self.backend != Backend::Sqlite {
+            return self.begin().await;
+        }
+        self.count();
+        let tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(classify)?;
+        Ok(Tx { store: self, tx })
+    }
 }
 
 /// A transaction. The SQL that changes registry tables is written in the
@@ -563,6 +619,7 @@ impl Tx<'_> {
     /// Runs one statement; returns the number of rows it changed.
     pub async fn run(&mut self, sql: String, vals: Vec<Val>) -> Result<u64, StoreError> {
         self.store.count();
+        let _timer = self.store.durations.start_timer();
         let r = bind(self.store.query(AssertSqlSafe(sql)), vals)
             .execute(&mut *self.tx)
             .await
@@ -577,6 +634,7 @@ impl Tx<'_> {
         vals: Vec<Val>,
     ) -> Result<Option<i64>, StoreError> {
         self.store.count();
+        let _timer = self.store.durations.start_timer();
         let row = bind(self.store.query(AssertSqlSafe(sql)), vals)
             .fetch_optional(&mut *self.tx)
             .await
@@ -593,6 +651,7 @@ impl Tx<'_> {
         value: Val,
     ) -> Result<Vec<R>, StoreError> {
         self.store.count();
+        let _timer = self.store.durations.start_timer();
         let sql = format!(
             "SELECT {} FROM {} WHERE {filter_column} = $1 ORDER BY {}",
             R::COLUMNS.join(", "),
@@ -609,6 +668,7 @@ impl Tx<'_> {
     /// Every row of `R`'s table.
     pub async fn load_all<R: Record>(&mut self) -> Result<Vec<R>, StoreError> {
         self.store.count();
+        let _timer = self.store.durations.start_timer();
         let sql = format!(
             "SELECT {} FROM {} ORDER BY {}",
             R::COLUMNS.join(", "),

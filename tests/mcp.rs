@@ -1488,3 +1488,47 @@ async fn stateless_listeners_hear_of_registry_changes() {
     drop(stream);
     gw.stop().await;
 }
+
+/// The metrics the reference's dashboards and alerts read, and the MCP
+/// series: per method, per tool and gateway, the pool, the upstreams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_under_the_references_names_and_per_tool() {
+    let fx = Fixture::start(0, &[]);
+    let gw = Gw::on(Backend::Sqlite).mcp().start().await;
+    register(&gw, "fx", &fx.url(), "STREAMABLEHTTP").await;
+    let echo = rpc(
+        &gw,
+        &gw.admin,
+        "tools/call",
+        json!({"name": "fx-echo", "arguments": {"message": "m"}}),
+    )
+    .await;
+    assert_eq!(tool_text(&echo), "Echo: m");
+    let failed = rpc(
+        &gw,
+        &gw.admin,
+        "tools/call",
+        json!({"name": "fx-test_error_handling", "arguments": {}}),
+    )
+    .await;
+    assert_eq!(failed["result"]["isError"], true);
+    rpc(&gw, &gw.admin, "no/such", json!({})).await;
+    let m = gw.metrics().await;
+    for want in [
+        r#"mcp_tool_calls_total{gateway="fx",outcome="success",tool="fx-echo"} 1"#,
+        r#"mcp_tool_calls_total{gateway="fx",outcome="error",tool="fx-test_error_handling"} 1"#,
+        r#"mcp_tool_call_duration_seconds_count{gateway="fx",tool="fx-echo"} 1"#,
+        r#"mcp_requests_total{method="tools/call",outcome="success",server="all"} 2"#,
+        r#"mcp_requests_total{method="other",outcome="error",server="all"} 1"#,
+        r#"http_requests_total{method="POST",route="/rpc",status="200"}"#,
+        "http_request_duration_seconds_bucket{",
+        "db_pool_size ",
+        "db_pool_connections_active ",
+        "db_query_duration_seconds_count ",
+        r#"mcp_upstream_up{gateway="fx"} 1"#,
+        "mcp_sessions_open 0",
+    ] {
+        assert!(m.contains(want), "{want} is not in:\n{m}");
+    }
+    gw.stop().await;
+}

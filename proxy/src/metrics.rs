@@ -134,6 +134,11 @@ impl Default for EdgeMetrics {
         ] {
             registry.register(c).expect("registered once");
         }
+        // Series that exist before their first event, so that a rate over
+        // them is 0 rather than nothing.
+        for limit in ["rate", "conn"] {
+            rejected.with_label_values(&[limit]);
+        }
         let handles = CLASSES
             .iter()
             .map(|c| ClassHandles {

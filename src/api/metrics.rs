@@ -54,10 +54,27 @@ pub async fn prometheus(State(st): State<AppState>) -> Response {
     ] {
         m.items.with_label_values(&[kind]).set(n as i64);
     }
+    let mut families = m.registry.gather();
+    // The names of the reference's dashboards and alert rules, for the
+    // same series (copied at scrape time: nothing is counted twice).
+    for (ours, theirs) in [
+        ("mcpgate_http_requests_total", "http_requests_total"),
+        (
+            "mcpgate_http_request_duration_seconds",
+            "http_request_duration_seconds",
+        ),
+    ] {
+        if let Some(f) = families.iter().find(|f| f.name() == ours) {
+            let mut alias = f.clone();
+            alias.set_name(theirs.to_owned());
+            families.push(alias);
+        }
+    }
     let mut buf = Vec::new();
-    if let Err(e) = TextEncoder::new().encode(&m.registry.gather(), &mut buf) {
+    if let Err(e) = TextEncoder::new().encode(&families, &mut buf) {
         return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
     }
+    buf.extend_from_slice(pool_and_upstream_metrics(&st).as_bytes());
     if !st.edge_zones.is_empty() {
         buf.extend_from_slice(st.edge_metrics.render(&st.edge_zones).as_bytes());
     }
@@ -81,6 +98,30 @@ pub async fn prometheus(State(st): State<AppState>) -> Response {
         buf,
     )
         .into_response()
+}
+
+/// The database pool as the reference names it, and each upstream's health.
+fn pool_and_upstream_metrics(st: &AppState) -> String {
+    use std::fmt::Write;
+    let (size, active) = st.registry.store().pool_usage();
+    let mut out = format!(
+        "# HELP db_pool_size Connections the database pool may open\n# TYPE db_pool_size gauge\ndb_pool_size {size}\n\
+         # HELP db_pool_connections_active Pooled connections in use\n# TYPE db_pool_connections_active gauge\ndb_pool_connections_active {active}\n\
+         # HELP mcp_sessions_open MCP sessions held by this replica\n# TYPE mcp_sessions_open gauge\nmcp_sessions_open {}\n\
+         # HELP mcp_upstream_up 1 while an upstream MCP server passes its health checks\n# TYPE mcp_upstream_up gauge\n",
+        st.mcp.sessions.len()
+    );
+    let snap = st.registry.snapshot();
+    for e in snap.gateways.iter() {
+        let g = &e.item;
+        let name = g.name.replace('\\', "\\\\").replace('"', "\\\"");
+        let _ = writeln!(
+            out,
+            "mcp_upstream_up{{gateway=\"{name}\"}} {}",
+            u8::from(g.enabled && g.reachable)
+        );
+    }
+    out
 }
 
 /// The replica's view of the cluster: whether it leads, what the bus

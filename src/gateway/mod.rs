@@ -21,6 +21,36 @@ use crate::registry::Registry;
 use crate::registry::model::{Gateway, IntegrationType, Owned, Prompt, Resource, Tool};
 use crate::registry::snapshot::{McpScope, Snapshot};
 
+/// The gateway's MCP metrics (created and served by the observability
+/// room; the labels are bounded: methods from the protocol's list, servers
+/// and tools from the registry).
+#[derive(Clone)]
+pub struct McpMetrics {
+    pub requests: prometheus::IntCounterVec,
+    pub tool_calls: prometheus::IntCounterVec,
+    pub tool_latency: prometheus::HistogramVec,
+}
+
+/// Methods counted by name; anything else is `other` (a client chooses
+/// the method: it must not choose the metric's cardinality).
+const COUNTED_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "logging/setLevel",
+    "server/discover",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "subscriptions/listen",
+];
+
 pub struct GatewayService {
     pub registry: Arc<Registry>,
     pub fed: Arc<Federation>,
@@ -29,6 +59,7 @@ pub struct GatewayService {
     pub read_scopes: ReadScopes,
     /// List and resource changes, for `subscriptions/listen`.
     pub changes: tokio::sync::broadcast::Sender<(String, Option<String>)>,
+    pub metrics: McpMetrics,
 }
 
 /// Relays an upstream's messages to the downstream client.
@@ -358,19 +389,44 @@ impl GatewayService {
             _ = ctx.cancel.cancelled() => return Err(RpcError::new(jsonrpc::REQUEST_TIMEOUT, "request cancelled")),
         };
         let timeout = timeout.saturating_sub(started.elapsed());
-        if tool.integration_type == IntegrationType::Rest {
+        let (result, gateway) = if tool.integration_type == IntegrationType::Rest {
             let r = tokio::select! {
-                r = crate::federation::rest::invoke(&self.fed, tool, args, timeout) => r,
-                _ = ctx.cancel.cancelled() => return Err(RpcError::new(jsonrpc::REQUEST_TIMEOUT, "request cancelled")),
+                r = crate::federation::rest::invoke(&self.fed, tool, args, timeout) => Ok(jsonrpc::raw(&r)),
+                _ = ctx.cancel.cancelled() => Err(RpcError::new(jsonrpc::REQUEST_TIMEOUT, "request cancelled")),
             };
-            return Ok(jsonrpc::raw(&r));
-        }
-        let gw = self.gateway(&snap, tool.gateway_id.as_deref())?;
-        let upstream = with_inputs(
-            json!({"name": tool.original_name, "arguments": args}),
-            &params,
-        );
-        self.forward(ctx, gw, "tools/call", upstream, timeout).await
+            (r, "rest")
+        } else {
+            let gw = self.gateway(&snap, tool.gateway_id.as_deref())?;
+            let upstream = with_inputs(
+                json!({"name": tool.original_name, "arguments": args}),
+                &params,
+            );
+            (
+                self.forward(ctx, gw, "tools/call", upstream, timeout).await,
+                gw.name.as_str(),
+            )
+        };
+        let failed = match &result {
+            Err(_) => true,
+            // Parsed only when it may say so (a tool's error result).
+            Ok(j) => {
+                j.get().contains("\"isError\"")
+                    && serde_json::from_str::<Value>(j.get())
+                        .ok()
+                        .and_then(|v| v.get("isError")?.as_bool())
+                        .unwrap_or(false)
+            }
+        };
+        let outcome = if failed { "error" } else { "success" };
+        self.metrics
+            .tool_calls
+            .with_label_values(&[tool.name.as_str(), gateway, outcome])
+            .inc();
+        self.metrics
+            .tool_latency
+            .with_label_values(&[tool.name.as_str(), gateway])
+            .observe(started.elapsed().as_secs_f64());
+        result
     }
 
     fn list_tools(&self, ctx: &Ctx, params: &Value) -> Result<Json, RpcError> {
@@ -636,6 +692,20 @@ impl McpHandler for GatewayService {
 
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<(String, Option<String>)>> {
         Some(self.changes.subscribe())
+    }
+
+    fn observe(&self, ctx: &Ctx, method: &str, ok: bool, _elapsed: Duration) {
+        let method = COUNTED_METHODS
+            .iter()
+            .find(|m| **m == method)
+            .copied()
+            .unwrap_or("other");
+        let server = ctx.server_id.as_deref().unwrap_or("all");
+        let outcome = if ok { "success" } else { "error" };
+        self.metrics
+            .requests
+            .with_label_values(&[method, server, outcome])
+            .inc();
     }
 
     fn handle<'a>(

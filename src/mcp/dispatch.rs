@@ -97,6 +97,9 @@ pub trait McpHandler: Send + Sync + 'static {
     ) -> Option<Value> {
         None
     }
+    /// Told of each answered request (for metrics): its method, whether it
+    /// succeeded, and how long it took.
+    fn observe(&self, _ctx: &Ctx, _method: &str, _ok: bool, _elapsed: std::time::Duration) {}
     /// What changed, as `(notification method, resource uri)`, for
     /// `subscriptions/listen` streams; `None`: nothing is ever told.
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<(String, Option<String>)>> {
@@ -210,10 +213,13 @@ impl<H: McpHandler> Dispatcher<H> {
                     let token = s.begin_request(&id);
                     ctx.cancel = token;
                 }
+                let started = std::time::Instant::now();
                 let result = tokio::select! {
                     r = self.request(&ctx, &method, params) => r,
                     _ = ctx.cancel.cancelled() => Err(RpcError::new(jsonrpc::REQUEST_TIMEOUT, "request cancelled")),
                 };
+                self.handler
+                    .observe(&ctx, &method, result.is_ok(), started.elapsed());
                 if let Some(s) = &ctx.session {
                     s.end_request(&id);
                 }

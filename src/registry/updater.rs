@@ -188,7 +188,7 @@ impl Updater {
     async fn begin(&self, change: Change) -> Result<Write<'_>, StoreError> {
         Ok(Write {
             updater: self,
-            tx: self.store().begin().await?,
+            tx: self.store().begin_write().await?,
             change,
         })
     }

@@ -290,6 +290,10 @@ pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartE
         session_net,
     );
     let list_changes = tokio::sync::broadcast::channel(64).0;
+    let metrics = Arc::new(Metrics::new());
+    let _ = metrics
+        .registry
+        .register(Box::new(registry.store().query_durations()));
     let mcp = Arc::new(Endpoint {
         dispatcher: Dispatcher::new(Arc::new(GatewayService {
             registry: registry.clone(),
@@ -297,6 +301,11 @@ pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartE
             config: live.clone(),
             read_scopes: Default::default(),
             changes: list_changes.clone(),
+            metrics: crate::gateway::McpMetrics {
+                requests: metrics.mcp_requests.clone(),
+                tool_calls: metrics.tool_calls.clone(),
+                tool_latency: metrics.tool_latency.clone(),
+            },
         })),
         sessions: sessions.clone(),
         guard: OriginGuard::for_bind(
@@ -398,7 +407,7 @@ pub async fn start_with(config: Config, upgrade: bool) -> Result<Running, StartE
         redis: redis.clone(),
         bus: bus.clone(),
         leadership: leadership.clone(),
-        metrics: Arc::new(Metrics::new()),
+        metrics,
         started: Instant::now(),
     });
     let config = live.snapshot();

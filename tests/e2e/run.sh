@@ -60,7 +60,8 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
+  # MCPGATE_E2E_KEEP=1 keeps the logs and databases for a look afterwards.
+  if [ "${MCPGATE_E2E_KEEP:-0}" = "1" ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT INT TERM
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -195,7 +196,11 @@ schemathesis_run() { # schemathesis_run BASE
     --max-examples 25 --seed 20261208 --no-color --max-failures 5 --request-timeout 20) >"$WORK/schemathesis.log" 2>&1
   local rc=$?
   grep -E "[0-9]+ generated" "$WORK/schemathesis.log" | tail -n 1
-  [ $rc -eq 0 ] || { sed -n '/FAILURES/,/WARNINGS/p' "$WORK/schemathesis.log" | head -n 80; return 1; }
+  [ $rc -eq 0 ] || {
+    sed -n '/FAILURES/,/WARNINGS/p' "$WORK/schemathesis.log" | head -n 80
+    echo "the gateway's errors:"; grep -E "ERROR|panicked" "$WORK/gateway.log" | tail -n 20
+    return 1
+  }
 }
 check "schemathesis: the REST API on :4444 (no 5xx, answers as documented)" schemathesis_run "$GW"
 check "schemathesis: the REST API through the edge (no 5xx, answers as documented)" schemathesis_run "http://127.0.0.1:$EDGE"
