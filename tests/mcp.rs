@@ -1532,3 +1532,79 @@ async fn metrics_under_the_references_names_and_per_tool() {
     }
     gw.stop().await;
 }
+
+/// Regression (issue 18, items 1 and 2): a redirect cannot lead a REST tool
+/// (or an upstream) past the SSRF guard, nor carry its credentials to
+/// another origin. The tool's host is allowed by name (127.0.0.2 only); it
+/// redirects to 127.0.0.1, which the guard refuses and which must see
+/// nothing. A redirect within the same origin is still followed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_cannot_pass_the_ssrf_guard_or_carry_credentials() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let target = {
+        let hits = hits.clone();
+        axum::Router::new().fallback(move || {
+            hits.fetch_add(1, Ordering::SeqCst);
+            async { "reached" }
+        })
+    };
+    let target_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target_addr = target_l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(target_l, target).await.unwrap() });
+    let redirector = axum::Router::new()
+        .route(
+            "/away",
+            axum::routing::get(move || async move {
+                axum::response::Redirect::temporary(&format!("http://{target_addr}/secret"))
+            }),
+        )
+        .route(
+            "/metadata",
+            axum::routing::get(|| async {
+                axum::response::Redirect::temporary("http://169.254.169.254/latest/meta-data")
+            }),
+        )
+        .route(
+            "/here",
+            axum::routing::get(|| async { axum::response::Redirect::temporary("/final") }),
+        )
+        .route("/final", axum::routing::get(|| async { "same origin" }));
+    let redir_l = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let redir = redir_l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(redir_l, redirector).await.unwrap() });
+
+    let gw = Gw::on(Backend::Sqlite)
+        .mcp()
+        .config(|c| {
+            c.ssrf_allow_localhost = false;
+            c.ssrf_allowed_networks = vec!["127.0.0.2/32".into()];
+        })
+        .start()
+        .await;
+    for (name, path) in [
+        ("away", "/away"),
+        ("metadata", "/metadata"),
+        ("here", "/here"),
+    ] {
+        gw.tool(
+            &gw.admin,
+            json!({"name": name, "url": format!("http://{redir}{path}"), "request_type": "GET",
+            "headers": {"X-Api-Key": "do-not-leak"}}),
+        )
+        .await;
+    }
+    for name in ["away", "metadata"] {
+        let r = rpc(&gw, &gw.admin, "tools/call", json!({"name": name})).await;
+        assert_eq!(r["result"]["isError"], true, "{r}");
+        assert!(tool_text(&r).contains("redirect to another origin"), "{r}");
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the refused address was reached"
+    );
+    let r = rpc(&gw, &gw.admin, "tools/call", json!({"name": "here"})).await;
+    assert!(tool_text(&r).contains("same origin"), "{r}");
+    gw.stop().await;
+}

@@ -131,7 +131,7 @@ impl Federation {
                 }))
                 .connect_timeout(Duration::from_secs(5))
                 .pool_max_idle_per_host(512)
-                .redirect(reqwest::redirect::Policy::limited(5))
+                .redirect(ssrf::redirect_policy(resolver.clone()))
                 .user_agent(concat!("mcpgate/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .expect("HTTP client")
@@ -361,13 +361,25 @@ impl Federation {
                 .await
             {
                 Ok(v) => return Ok(v),
-                Err(e) if e.retryable() && attempt < self.cfg.retry_max_attempts => {
-                    tracing::info!(gateway = %gw.name, error = %e, attempt, "retrying upstream request");
-                    tokio::time::sleep(self.backoff(attempt)).await;
-                }
-                Err(e) => return Err(e.to_rpc()),
+                Err(e) => self.next_attempt(gw, attempt, e).await?,
             }
         }
+    }
+
+    /// After a failed attempt: waits its backoff and says to try again, or
+    /// gives the error to answer with (not retryable, or the last try).
+    async fn next_attempt(
+        &self,
+        gw: &Gateway,
+        attempt: u32,
+        e: UpstreamError,
+    ) -> Result<(), RpcError> {
+        if !e.retryable() || attempt >= self.cfg.retry_max_attempts {
+            return Err(e.to_rpc());
+        }
+        tracing::info!(gateway = %gw.name, error = %e, attempt, "retrying upstream request");
+        tokio::time::sleep(self.backoff(attempt)).await;
+        Ok(())
     }
 
     /// Does this gateway's upstream speak the stateless revision (as its
@@ -412,10 +424,7 @@ impl Federation {
             .await
             {
                 Ok(v) => return Ok(v),
-                Err(e) if e.retryable() && attempt < self.cfg.retry_max_attempts => {
-                    tokio::time::sleep(self.backoff(attempt)).await;
-                }
-                Err(e) => return Err(e.to_rpc()),
+                Err(e) => self.next_attempt(gw, attempt, e).await?,
             }
         }
     }

@@ -40,10 +40,12 @@ impl SsrfPolicy {
         if !self.enabled {
             return Ok(());
         }
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
+        let ip = embedded_v4(ip);
+        if let IpAddr::V6(v6) = ip
+            && (v6.segments()[0] & 0xff00) == 0xff00
+        {
+            return Err(SsrfRefusal(format!("{ip} is a multicast address")));
+        }
         if ALWAYS_BLOCKED
             .iter()
             .any(|n| n.parse::<IpNet>().expect("valid constant").contains(&ip))
@@ -63,7 +65,10 @@ impl SsrfPolicy {
         }
         let private = match ip {
             IpAddr::V4(v4) => v4.is_private(),
-            IpAddr::V6(v6) => (v6.segments()[0] & 0xfe00) == 0xfc00,
+            // Unique local (fc00::/7) and the old site-local (fec0::/10).
+            IpAddr::V6(v6) => {
+                (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfec0
+            }
         };
         if private && !self.allow_private {
             return Err(SsrfRefusal(format!(
@@ -98,6 +103,61 @@ impl SsrfPolicy {
             None => Err(SsrfRefusal("URL has no host".into())),
         }
     }
+}
+
+/// The IPv4 address an IPv6 one carries, where it carries one that a
+/// connection reaches: IPv4-mapped (`::ffff:a.b.c.d`), IPv4-compatible
+/// (`::a.b.c.d`), NAT64 (`64:ff9b::a.b.c.d`, `64:ff9b:1::/48`) and 6to4
+/// (`2002:AABB:CCDD::`). Without this, `[::7f00:1]` passed as "not loopback".
+pub fn embedded_v4(ip: IpAddr) -> IpAddr {
+    let IpAddr::V6(v6) = ip else { return ip };
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return IpAddr::V4(v4);
+    }
+    let s = v6.segments();
+    let tail =
+        std::net::Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    let compatible = s[..6].iter().all(|x| *x == 0) && !(s[6] == 0 && s[7] <= 1);
+    // 64:ff9b::/96 (well-known) and 64:ff9b:1::/48 (local use).
+    let nat64 = s[0] == 0x64 && s[1] == 0xff9b && (s[2..6].iter().all(|x| *x == 0) || s[2] == 1);
+    if compatible || nat64 {
+        return IpAddr::V4(tail);
+    }
+    if s[0] == 0x2002 {
+        return IpAddr::V4(std::net::Ipv4Addr::new(
+            (s[1] >> 8) as u8,
+            s[1] as u8,
+            (s[2] >> 8) as u8,
+            s[2] as u8,
+        ));
+    }
+    ip
+}
+
+/// The redirect policy of every outbound client: at most five hops, each to
+/// the same origin (scheme, host, port) as the request it answers, and each
+/// checked by the guard. Credentials an operator configured for one origin
+/// (any header, not only `Authorization`) therefore never reach another,
+/// and a redirect cannot lead to an address the guard refuses: literal
+/// addresses in a `Location` are never resolved, so the resolver alone
+/// would not see them.
+pub fn redirect_policy(policy: Arc<SsrfPolicy>) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= 5 {
+            return attempt.error(SsrfRefusal("more than 5 redirects".into()));
+        }
+        let from = attempt.previous().last().map(|u| u.origin());
+        if from.as_ref() != Some(&attempt.url().origin()) {
+            let to = attempt.url().origin().ascii_serialization();
+            return attempt.error(SsrfRefusal(format!(
+                "redirect to another origin ({to}) refused: credentials and requests stay with the configured upstream"
+            )));
+        }
+        match policy.check_url(attempt.url().as_str()) {
+            Ok(()) => attempt.follow(),
+            Err(e) => attempt.error(e),
+        }
+    })
 }
 
 /// A DNS resolver that refuses names resolving to forbidden addresses.
@@ -180,6 +240,30 @@ mod tests {
             policy(false, false, &["10.0.0.0/8"])
                 .check_url("http://10.1.2.3/")
                 .is_ok()
+        );
+    }
+
+    #[test]
+    fn addresses_hidden_in_ipv6_are_checked_as_what_they_reach() {
+        let strict = policy(false, false, &[]);
+        for hidden in [
+            "http://[::7f00:1]/",
+            "http://[::127.0.0.1]/",
+            "http://[64:ff9b::7f00:1]/",
+            "http://[64:ff9b::a9fe:a9fe]/",
+            "http://[64:ff9b:1::a9fe:a9fe]/",
+            "http://[2002:7f00:1::]/",
+            "http://[::ffff:10.0.0.1]/",
+            "http://[::]/",
+            "http://[ff02::1]/",
+            "http://0.0.0.0/",
+        ] {
+            assert!(strict.check_url(hidden).is_err(), "{hidden} passed");
+        }
+        assert!(strict.check_url("http://[2606:4700::6810:85e5]/").is_ok());
+        assert!(
+            strict.check_url("http://[64:ff9b::5db8:d822]/").is_ok(),
+            "NAT64 of a public address"
         );
     }
 
